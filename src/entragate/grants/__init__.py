@@ -1,0 +1,64 @@
+"""Grants: input validation and the durable grant store (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from .store import (
+    CapacityCheck,
+    Grant,
+    GrantStore,
+    StoreError,
+    StoreUnavailable,
+    parse_rfc3339,
+    rfc3339,
+    utcnow,
+)
+from .validation import (
+    InvalidGrant,
+    check_ttl,
+    format_ttl,
+    normalize_cidr,
+    parse_cidr,
+    parse_ttl,
+    validate_acl,
+    validate_user,
+)
+
+__all__ = [
+    "CapacityCheck",
+    "Grant",
+    "GrantStore",
+    "InvalidGrant",
+    "StoreError",
+    "StoreUnavailable",
+    "check_ttl",
+    "format_ttl",
+    "normalize_cidr",
+    "open_store",
+    "parse_cidr",
+    "parse_rfc3339",
+    "parse_ttl",
+    "rfc3339",
+    "utcnow",
+    "validate_acl",
+    "validate_user",
+]
+
+
+def open_store(url: str) -> GrantStore:
+    """Open (creating if needed) the grant store named by ``url``.
+
+    ``sqlite:///abs/path.db`` (also ``sqlite:relative.db``) or
+    ``postgresql://user:pass@host/db`` (also ``postgres://``). Raises
+    ``StoreUnavailable`` when the database cannot be reached, ``ValueError`` for
+    an unsupported URL.
+    """
+    url = url.strip()
+    if url.startswith("sqlite:"):
+        from .sqlite import SQLiteGrantStore, path_from_url
+
+        return SQLiteGrantStore(path_from_url(url))
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresGrantStore
+
+        return PostgresGrantStore(url)
+    raise ValueError(f"unsupported grant store URL {url!r}: use sqlite:///path or postgresql://…")

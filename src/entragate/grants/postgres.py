@@ -1,0 +1,299 @@
+"""PostgreSQL grant store (psycopg 3), for several agents sharing one set of grants.
+
+Same semantics as the SQLite store. Every mutating transaction first bumps the
+single ``entragate_change`` row, which serialises writers across agents (so the
+capacity check in ``add`` sees every committed grant) and gives a monotonic
+``change_seq``. Commits also ``NOTIFY entragate_change``; a listener thread wakes
+local ``wait_for_change`` callers at once, and polling covers a lost listener.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from .store import (
+    SCHEMA_VERSION,
+    CapacityCheck,
+    Grant,
+    GrantStore,
+    StoreError,
+    StoreUnavailable,
+)
+
+CHANNEL = "entragate_change"
+_MIGRATION_LOCK = 0x656E7472  # "entr": serialises schema creation between agents
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entragate_schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS entragate_grants (
+        acl        TEXT        NOT NULL,
+        username   TEXT        NOT NULL,
+        cidr       TEXT        NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        source     TEXT        NOT NULL DEFAULT '',
+        note       TEXT        NOT NULL DEFAULT '',
+        PRIMARY KEY (acl, username, cidr)
+    )""",
+    "CREATE INDEX IF NOT EXISTS entragate_grants_expiry ON entragate_grants (expires_at)",
+    "CREATE INDEX IF NOT EXISTS entragate_grants_acl_cidr ON entragate_grants (acl, cidr)",
+    """CREATE TABLE IF NOT EXISTS entragate_change (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        seq BIGINT  NOT NULL
+    )""",
+    "INSERT INTO entragate_change (id, seq) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+)
+
+_COLUMNS = "acl, username, cidr, expires_at, created_at, source, note"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://…"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _row(row: Any) -> Grant:
+    acl, user, cidr, expires_at, created_at, source, note = row
+    return Grant(acl, user, cidr, _utc(expires_at), _utc(created_at), source, note)
+
+
+class PostgresGrantStore(GrantStore):
+    connect_timeout = 5
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+        with self._tx("create schema") as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            rows = conn.execute("SELECT version FROM entragate_schema_version").fetchall()
+            if not rows:
+                conn.execute(
+                    "INSERT INTO entragate_schema_version (version) VALUES (%s)", (SCHEMA_VERSION,)
+                )
+            elif max(r[0] for r in rows) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"grant store {redact(url)} has schema version {max(r[0] for r in rows)}; "
+                    f"this entragate understands up to {SCHEMA_VERSION} (upgrade entragate)"
+                )
+
+    def __repr__(self) -> str:
+        return f"PostgresGrantStore({redact(self.url)!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in self.url:
+            kwargs["connect_timeout"] = self.connect_timeout
+        try:
+            conn = psycopg.connect(self.url, **kwargs)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot connect to grant store {redact(self.url)}: {exc}"
+            ) from exc
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreUnavailable(f"grant store {redact(self.url)}: {exc}") from exc
+        return conn
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            self._conn = None
+            self._conn = self._connect()
+        return self._conn
+
+    @contextlib.contextmanager
+    def _tx(self, op: str) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    yield conn
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self._conn = None
+                raise StoreUnavailable(
+                    f"grant store {redact(self.url)}: {op} failed: {exc}"
+                ) from exc
+
+    @staticmethod
+    def _bump(conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute(
+            "UPDATE entragate_change SET seq = seq + 1 WHERE id = 1 RETURNING seq"
+        ).fetchone()
+        assert row is not None
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(row[0])))
+        return int(row[0])
+
+    # ------------------------------------------------------------------ backend hooks
+
+    def _add(
+        self,
+        acl: str,
+        user: str,
+        cidr: str,
+        expires_at: datetime,
+        source: str,
+        note: str,
+        now: datetime,
+        capacity_check: CapacityCheck | None,
+    ) -> tuple[Grant, bool]:
+        with self._tx("add grant") as conn:
+            self._bump(conn)  # first: takes the row lock that serialises all writers
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM entragate_grants WHERE acl = %s AND username = %s AND cidr = %s",  # noqa: S608
+                (acl, user, cidr),
+            ).fetchone()
+            grant, renewed = self._merge(
+                _row(row) if row else None, acl, user, cidr, expires_at, source, note, now
+            )
+            if capacity_check is not None:
+                cidrs = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT DISTINCT cidr FROM entragate_grants WHERE acl = %s AND expires_at > %s",
+                        (acl, now),
+                    )
+                }
+                cidrs.add(cidr)
+                capacity_check(sorted(cidrs))
+            conn.execute(
+                f"""INSERT INTO entragate_grants ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (acl, username, cidr) DO UPDATE SET
+                        expires_at = EXCLUDED.expires_at, created_at = EXCLUDED.created_at,
+                        source = EXCLUDED.source, note = EXCLUDED.note""",  # noqa: S608
+                (
+                    grant.acl,
+                    grant.user,
+                    grant.cidr,
+                    grant.expires_at,
+                    grant.created_at,
+                    grant.source,
+                    grant.note,
+                ),
+            )
+        return grant, renewed
+
+    def _delete(self, op: str, where: str, params: tuple[Any, ...]) -> list[Grant]:
+        with self._tx(op) as conn:
+            rows = conn.execute(
+                f"DELETE FROM entragate_grants WHERE {where} RETURNING {_COLUMNS}",  # noqa: S608
+                params,
+            ).fetchall()
+            if rows:
+                self._bump(conn)
+        return [_row(r) for r in rows]
+
+    def _revoke(self, acl: str, cidr: str, user: str | None) -> list[Grant]:
+        if user is None:
+            return self._delete("revoke grant", "acl = %s AND cidr = %s", (acl, cidr))
+        return self._delete(
+            "revoke grant", "acl = %s AND cidr = %s AND username = %s", (acl, cidr, user)
+        )
+
+    def _flush(self, acl: str) -> list[Grant]:
+        return self._delete("flush acl", "acl = %s", (acl,))
+
+    def _pop_expired(self, now: datetime) -> list[Grant]:
+        return self._delete("remove expired grants", "expires_at <= %s", (now,))
+
+    def _active(self, acl: str | None, now: datetime) -> list[Grant]:
+        with self._tx("list grants") as conn:
+            if acl is None:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM entragate_grants WHERE expires_at > %s",  # noqa: S608
+                    (now,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM entragate_grants WHERE acl = %s AND expires_at > %s",  # noqa: S608
+                    (acl, now),
+                ).fetchall()
+        return [_row(r) for r in rows]
+
+    def _acls(self) -> list[str]:
+        with self._tx("list acls") as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT acl FROM entragate_grants")]
+
+    def next_expiry(self) -> datetime | None:
+        self._check_open()
+        with self._tx("read next expiry") as conn:
+            row = conn.execute("SELECT MIN(expires_at) FROM entragate_grants").fetchone()
+        return None if row is None or row[0] is None else _utc(row[0])
+
+    def change_seq(self) -> int:
+        self._check_open()
+        with self._tx("read change sequence") as conn:
+            row = conn.execute("SELECT seq FROM entragate_change WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ LISTEN/NOTIFY
+
+    def _start_listener(self) -> None:
+        with self._lock:
+            if self._listener is not None or self._closed:
+                return
+            self._listener = threading.Thread(
+                target=self._listen, name="entragate-store-listen", daemon=True
+            )
+            self._listener.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = self._connect()
+            except StoreUnavailable:
+                self._stop.wait(self.poll_interval * 4)
+                continue
+            try:
+                conn.execute(f"LISTEN {CHANNEL}")
+                while not self._stop.is_set():
+                    for _ in conn.notifies(timeout=0.5):
+                        self._notify()
+            except psycopg.Error:
+                self._stop.wait(self.poll_interval)  # waiters keep polling meanwhile
+            finally:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _close(self) -> None:
+        self._stop.set()
+        listener = self._listener
+        if listener is not None and listener is not threading.current_thread():
+            listener.join(timeout=5)
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None

@@ -1,0 +1,285 @@
+"""SQLite grant store: one file, WAL, ``synchronous=FULL``, one transaction per call.
+
+One connection per store object, serialised by a lock (the store is shared by
+HTTP handler threads and the writer thread). Other processes (the CLI while an
+agent runs) use their own connection; ``BEGIN IMMEDIATE`` plus a busy timeout
+serialise writers across processes, so the capacity check inside ``add`` is atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .store import (
+    SCHEMA_VERSION,
+    CapacityCheck,
+    Grant,
+    GrantStore,
+    StoreError,
+    StoreUnavailable,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entragate_schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS entragate_grants (
+    acl        TEXT    NOT NULL,
+    username   TEXT    NOT NULL,
+    cidr       TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,   -- microseconds since the Unix epoch, UTC
+    created_at INTEGER NOT NULL,
+    source     TEXT    NOT NULL DEFAULT '',
+    note       TEXT    NOT NULL DEFAULT '',
+    PRIMARY KEY (acl, username, cidr)
+);
+CREATE INDEX IF NOT EXISTS entragate_grants_expiry ON entragate_grants (expires_at);
+CREATE INDEX IF NOT EXISTS entragate_grants_acl_cidr ON entragate_grants (acl, cidr);
+CREATE TABLE IF NOT EXISTS entragate_change (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO entragate_change (id, seq) VALUES (1, 0);
+"""
+
+_COLUMNS = "acl, username, cidr, expires_at, created_at, source, note"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _to_us(value: datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+def _row(row: Any) -> Grant:
+    acl, user, cidr, expires_at, created_at, source, note = row
+    return Grant(acl, user, cidr, _from_us(expires_at), _from_us(created_at), source, note)
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///abs/path.db`` → /abs/path.db; ``sqlite:rel.db`` / ``sqlite://rel.db`` → rel.db."""
+    if not url.startswith("sqlite:"):
+        raise ValueError(f"not a sqlite URL: {url!r}")
+    rest = url[len("sqlite:") :]
+    if rest.startswith("///"):
+        rest = "/" + rest[3:].lstrip("/")
+    elif rest.startswith("//"):
+        rest = rest[2:]
+    rest = rest.split("?", 1)[0]
+    if not rest or rest == ":memory:":
+        raise ValueError(f"sqlite URL {url!r} must name a file (the store must be durable)")
+    return Path(rest).expanduser()
+
+
+class SQLiteGrantStore(GrantStore):
+    busy_timeout_ms = 10_000
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot create directory for grant store {self.path}: {exc}"
+            ) from exc
+        with self._lock:
+            conn = self._connection()
+            with self._guard("create schema"):
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    rows = conn.execute("SELECT version FROM entragate_schema_version").fetchall()
+                    if not rows:
+                        conn.execute(
+                            "INSERT INTO entragate_schema_version (version) VALUES (?)",
+                            (SCHEMA_VERSION,),
+                        )
+                    elif max(r[0] for r in rows) > SCHEMA_VERSION:
+                        raise StoreError(
+                            f"grant store {self.path} has schema version {max(r[0] for r in rows)}; "
+                            f"this entragate understands up to {SCHEMA_VERSION} (upgrade entragate)"
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteGrantStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            with self._guard("open"):
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout_ms / 1000,
+                    isolation_level=None,  # explicit BEGIN/COMMIT
+                    check_same_thread=False,  # guarded by self._lock
+                )
+                try:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if str(mode).lower() != "wal":
+                        raise StoreUnavailable(
+                            f"grant store {self.path}: cannot enable WAL (got {mode})"
+                        )
+                    conn.execute("PRAGMA synchronous = FULL")
+                    conn.execute("PRAGMA foreign_keys = ON")
+                except BaseException:
+                    conn.close()
+                    raise
+                self._conn = conn
+        return self._conn
+
+    @contextlib.contextmanager
+    def _guard(self, op: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            # locked past the busy timeout, disk I/O error, unreadable/corrupt file …
+            if self._conn is not None and not self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
+            raise StoreUnavailable(f"grant store {self.path}: {op} failed: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _tx(self, op: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._guard(op):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> int:
+        conn.execute("UPDATE entragate_change SET seq = seq + 1 WHERE id = 1")
+        return int(conn.execute("SELECT seq FROM entragate_change WHERE id = 1").fetchone()[0])
+
+    # ------------------------------------------------------------------ backend hooks
+
+    def _add(
+        self,
+        acl: str,
+        user: str,
+        cidr: str,
+        expires_at: datetime,
+        source: str,
+        note: str,
+        now: datetime,
+        capacity_check: CapacityCheck | None,
+    ) -> tuple[Grant, bool]:
+        with self._tx("add grant") as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM entragate_grants WHERE acl = ? AND username = ? AND cidr = ?",  # noqa: S608
+                (acl, user, cidr),
+            ).fetchone()
+            grant, renewed = self._merge(
+                _row(row) if row else None, acl, user, cidr, expires_at, source, note, now
+            )
+            if capacity_check is not None:
+                cidrs = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT DISTINCT cidr FROM entragate_grants WHERE acl = ? AND expires_at > ?",
+                        (acl, _to_us(now)),
+                    )
+                }
+                cidrs.add(cidr)
+                capacity_check(sorted(cidrs))
+            conn.execute(
+                f"INSERT OR REPLACE INTO entragate_grants ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                (
+                    grant.acl,
+                    grant.user,
+                    grant.cidr,
+                    _to_us(grant.expires_at),
+                    _to_us(grant.created_at),
+                    grant.source,
+                    grant.note,
+                ),
+            )
+            self._bump(conn)
+        return grant, renewed
+
+    def _delete(self, op: str, where: str, params: tuple[Any, ...]) -> list[Grant]:
+        with self._tx(op) as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM entragate_grants WHERE {where}",  # noqa: S608
+                params,
+            ).fetchall()
+            if rows:
+                conn.execute(f"DELETE FROM entragate_grants WHERE {where}", params)  # noqa: S608
+                self._bump(conn)
+        return [_row(r) for r in rows]
+
+    def _revoke(self, acl: str, cidr: str, user: str | None) -> list[Grant]:
+        if user is None:
+            return self._delete("revoke grant", "acl = ? AND cidr = ?", (acl, cidr))
+        return self._delete(
+            "revoke grant", "acl = ? AND cidr = ? AND username = ?", (acl, cidr, user)
+        )
+
+    def _flush(self, acl: str) -> list[Grant]:
+        return self._delete("flush acl", "acl = ?", (acl,))
+
+    def _pop_expired(self, now: datetime) -> list[Grant]:
+        return self._delete("remove expired grants", "expires_at <= ?", (_to_us(now),))
+
+    def _active(self, acl: str | None, now: datetime) -> list[Grant]:
+        with self._tx("list grants", write=False) as conn:
+            if acl is None:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM entragate_grants WHERE expires_at > ?",  # noqa: S608
+                    (_to_us(now),),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM entragate_grants WHERE acl = ? AND expires_at > ?",  # noqa: S608
+                    (acl, _to_us(now)),
+                ).fetchall()
+        return [_row(r) for r in rows]
+
+    def _acls(self) -> list[str]:
+        with self._tx("list acls", write=False) as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT acl FROM entragate_grants")]
+
+    def next_expiry(self) -> datetime | None:
+        self._check_open()
+        with self._tx("read next expiry", write=False) as conn:
+            value = conn.execute("SELECT MIN(expires_at) FROM entragate_grants").fetchone()[0]
+        return None if value is None else _from_us(value)
+
+    def change_seq(self) -> int:
+        self._check_open()
+        with self._tx("read change sequence", write=False) as conn:
+            return int(conn.execute("SELECT seq FROM entragate_change WHERE id = 1").fetchone()[0])
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None

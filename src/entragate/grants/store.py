@@ -1,0 +1,293 @@
+"""The grant store interface shared by the SQLite and PostgreSQL backends."""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .validation import InvalidGrant, normalize_cidr, validate_acl, validate_user
+
+SCHEMA_VERSION = 1
+
+CapacityCheck = Callable[[list[str]], None]
+
+
+class StoreError(Exception):
+    """The grant store failed in a way that is not the caller's input."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or used right now (the API answers 503)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ensure_utc(value: datetime, what: str = "timestamp") -> datetime:
+    """Refuse naive datetimes (ambiguous); convert aware ones to UTC."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC), got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def rfc3339(value: datetime) -> str:
+    """``2024-05-01T12:00:00Z`` (fractional seconds only when present)."""
+    return ensure_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    value = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
+    return ensure_utc(value)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One user's hold on one range in one ACL until ``expires_at``."""
+
+    acl: str
+    user: str
+    cidr: str
+    expires_at: datetime
+    created_at: datetime
+    source: str = "cli"
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "acl": self.acl,
+            "user": self.user,
+            "cidr": self.cidr,
+            "created_at": rfc3339(self.created_at),
+            "expires_at": rfc3339(self.expires_at),
+            "source": self.source,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Grant:
+        return cls(
+            acl=str(data["acl"]),
+            user=str(data["user"]),
+            cidr=str(data["cidr"]),
+            expires_at=parse_rfc3339(str(data["expires_at"])),
+            created_at=parse_rfc3339(str(data["created_at"])),
+            source=str(data.get("source", "")),
+            note=str(data.get("note", "")),
+        )
+
+    def remaining(self, now: datetime | None = None) -> float:
+        """Seconds until expiry (negative once expired)."""
+        return (self.expires_at - (now or utcnow())).total_seconds()
+
+
+def sort_grants(grants: Iterable[Grant]) -> list[Grant]:
+    return sorted(grants, key=lambda g: (g.acl, g.created_at, g.cidr, g.user))
+
+
+class GrantStore(abc.ABC):
+    """Durable set of grants, safe to share between threads of one process.
+
+    Every mutation bumps :meth:`change_seq`; other processes sharing the same
+    database notice writes by polling it (or through :meth:`wait_for_change`).
+    Timestamps are timezone-aware UTC datetimes.
+    """
+
+    #: how often wait_for_change re-reads change_seq to see other processes' writes
+    poll_interval: float = 0.5
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._closed = False
+
+    # ------------------------------------------------------------------ API
+
+    def add(
+        self,
+        acl: str,
+        user: str,
+        cidr: str,
+        expires_at: datetime,
+        *,
+        source: str = "cli",
+        note: str = "",
+        now: datetime | None = None,
+        capacity_check: CapacityCheck | None = None,
+    ) -> tuple[Grant, bool]:
+        """Store a grant durably; returns ``(grant, renewed)``.
+
+        Granting the same (acl, user, cidr) again sets the new expiry, keeps
+        ``created_at`` (renewed=True), updates ``source`` and replaces ``note``
+        unless the new note is empty. A row that had already expired (but was not
+        yet popped) is replaced as a new grant. ``capacity_check`` is called inside
+        the transaction with the ACL's would-be active cidrs (sorted, distinct);
+        whatever it raises aborts the add and propagates.
+        """
+        acl = validate_acl(acl)
+        user = validate_user(user)
+        cidr = normalize_cidr(cidr)
+        now = ensure_utc(now or utcnow(), "now")
+        expires_at = ensure_utc(expires_at, "expires_at")
+        if expires_at <= now:
+            raise InvalidGrant(
+                "invalid_ttl",
+                f"expiry {rfc3339(expires_at)} is not in the future",
+                rfc3339(expires_at),
+            )
+        source = str(source)[:64]
+        note = str(note)[:1024]
+        self._check_open()
+        grant, renewed = self._add(acl, user, cidr, expires_at, source, note, now, capacity_check)
+        self._notify()
+        return grant, renewed
+
+    def revoke(self, acl: str, cidr: str, user: str | None = None) -> list[Grant]:
+        """End the grants of ``cidr`` in ``acl`` (of ``user`` only, or of every holder)."""
+        acl = validate_acl(acl)
+        cidr = normalize_cidr(cidr)
+        if user is not None:
+            user = validate_user(user)
+        self._check_open()
+        removed = self._revoke(acl, cidr, user)
+        if removed:
+            self._notify()
+        return sort_grants(removed)
+
+    def flush(self, acl: str) -> list[Grant]:
+        """End every grant of ``acl``."""
+        acl = validate_acl(acl)
+        self._check_open()
+        removed = self._flush(acl)
+        if removed:
+            self._notify()
+        return sort_grants(removed)
+
+    def active(self, acl: str | None = None, now: datetime | None = None) -> list[Grant]:
+        """Grants with expiry after ``now``, ordered by (acl, created_at, cidr, user)."""
+        now = ensure_utc(now or utcnow(), "now")
+        self._check_open()
+        return sort_grants(self._active(acl, now))
+
+    def pop_expired(self, now: datetime | None = None) -> list[Grant]:
+        """Delete and return the grants whose expiry is at or before ``now``."""
+        now = ensure_utc(now or utcnow(), "now")
+        self._check_open()
+        removed = self._pop_expired(now)
+        if removed:
+            self._notify()
+        return sorted(removed, key=lambda g: (g.expires_at, g.acl, g.cidr, g.user))
+
+    def acls(self) -> list[str]:
+        """ACL names that have at least one stored grant (expired or not)."""
+        self._check_open()
+        return sorted(self._acls())
+
+    @abc.abstractmethod
+    def next_expiry(self) -> datetime | None:
+        """The earliest expiry among stored grants (None when there are none)."""
+
+    @abc.abstractmethod
+    def change_seq(self) -> int:
+        """Monotonically increasing counter bumped by every committed mutation."""
+
+    def wait_for_change(self, since: int, timeout: float) -> int:
+        """Block until ``change_seq() > since`` or ``timeout`` seconds pass; return change_seq.
+
+        Writes by this process wake waiters at once; writes by other processes
+        are seen within ``poll_interval`` (PostgreSQL also wakes on NOTIFY).
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._start_listener()
+        while True:
+            seq = self.change_seq()
+            remaining = deadline - time.monotonic()
+            if seq > since or remaining <= 0 or self._closed:
+                return seq
+            with self._cond:
+                self._cond.wait(min(self.poll_interval, remaining))
+
+    def close(self) -> None:
+        self._closed = True
+        with self._cond:
+            self._cond.notify_all()
+        self._close()
+
+    def __enter__(self) -> GrantStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ backend hooks
+
+    @abc.abstractmethod
+    def _add(
+        self,
+        acl: str,
+        user: str,
+        cidr: str,
+        expires_at: datetime,
+        source: str,
+        note: str,
+        now: datetime,
+        capacity_check: CapacityCheck | None,
+    ) -> tuple[Grant, bool]: ...
+
+    @abc.abstractmethod
+    def _revoke(self, acl: str, cidr: str, user: str | None) -> list[Grant]: ...
+
+    @abc.abstractmethod
+    def _flush(self, acl: str) -> list[Grant]: ...
+
+    @abc.abstractmethod
+    def _active(self, acl: str | None, now: datetime) -> list[Grant]: ...
+
+    @abc.abstractmethod
+    def _pop_expired(self, now: datetime) -> list[Grant]: ...
+
+    @abc.abstractmethod
+    def _acls(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...
+
+    def _start_listener(self) -> None:  # noqa: B027
+        """Backends with push notification start it here (idempotent)."""
+
+    # ------------------------------------------------------------------ helpers
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("grant store is closed")
+
+    @staticmethod
+    def _merge(
+        existing: Grant | None,
+        acl: str,
+        user: str,
+        cidr: str,
+        expires_at: datetime,
+        source: str,
+        note: str,
+        now: datetime,
+    ) -> tuple[Grant, bool]:
+        """The row to write for an add, given the row already stored (if any)."""
+        if existing is not None and existing.expires_at > now:
+            return (
+                Grant(
+                    acl, user, cidr, expires_at, existing.created_at, source, note or existing.note
+                ),
+                True,
+            )
+        return Grant(acl, user, cidr, expires_at, now, source, note), False

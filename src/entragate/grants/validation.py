@@ -1,0 +1,342 @@
+"""Validation of grant input: addresses/CIDRs, TTLs, user and ACL names.
+
+Every refusal raises :class:`InvalidGrant` with a stable ``reason`` (used as the
+API's error ``code``) and a one-line human ``message`` that names the input and
+the rule it broke. Nothing here touches the store or the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import unicodedata
+from typing import Any, Literal, get_args
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+Reason = Literal[
+    "invalid_ip",
+    "zone_id",
+    "forbidden_range",
+    "prefix_too_short",
+    "host_bits_set",
+    "invalid_ttl",
+    "ttl_too_long",
+    "invalid_user",
+    "invalid_acl",
+    "capacity",
+]
+REASONS: frozenset[str] = frozenset(get_args(Reason))
+
+MAX_USER_LEN = 256
+MAX_ACL_LEN = 128
+_PUBLIC_HINT = "Entra only sees public source addresses"
+
+
+class InvalidGrant(Exception):
+    """Grant input refused. Immutable once built; ``reason`` is a stable code."""
+
+    __slots__ = ("reason", "message", "value")
+    reason: str
+    message: str
+    value: str | None
+
+    def __init__(self, reason: Reason | str, message: str, value: object = None) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown InvalidGrant reason {reason!r}")
+        super().__init__(message)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "value", None if value is None else str(value))
+
+    def __setattr__(self, name: str, val: Any) -> None:
+        if name in ("reason", "message", "value"):
+            raise AttributeError(f"InvalidGrant.{name} is read-only")
+        # __traceback__, __cause__, __context__ … stay assignable (contextlib needs them)
+        super().__setattr__(name, val)
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"InvalidGrant(reason={self.reason!r}, message={self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InvalidGrant):
+            return NotImplemented
+        return (self.reason, self.message, self.value) == (other.reason, other.message, other.value)
+
+    def __hash__(self) -> int:
+        return hash((self.reason, self.message, self.value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (InvalidGrant, (self.reason, self.message, self.value))
+
+    def to_dict(self) -> dict[str, str]:
+        """The API error body: ``{"code": reason, "message": message}``."""
+        return {"code": self.reason, "message": self.message}
+
+
+# --------------------------------------------------------------------------- addresses
+
+# Address space that never appears as the source of a sign-in Entra evaluates.
+# Checked in order; the first entry overlapping the input names the rule in the message.
+_V4_FORBIDDEN: tuple[tuple[str, str], ...] = (
+    ("0.0.0.0/8", "'this network' (unspecified) address space"),
+    ("10.0.0.0/8", "private address space"),
+    ("100.64.0.0/10", "shared address space (carrier-grade NAT, RFC 6598)"),
+    ("127.0.0.0/8", "loopback address space"),
+    ("169.254.0.0/16", "link-local address space"),
+    ("172.16.0.0/12", "private address space"),
+    ("192.0.0.0/24", "IETF protocol assignment space"),
+    ("192.0.2.0/24", "documentation address space (TEST-NET-1)"),
+    ("192.88.99.0/24", "reserved (deprecated 6to4 relay anycast) address space"),
+    ("192.168.0.0/16", "private address space"),
+    ("198.18.0.0/15", "benchmarking address space"),
+    ("198.51.100.0/24", "documentation address space (TEST-NET-2)"),
+    ("203.0.113.0/24", "documentation address space (TEST-NET-3)"),
+    ("224.0.0.0/4", "multicast address space"),
+    ("240.0.0.0/4", "reserved address space"),
+)
+_V6_FORBIDDEN: tuple[tuple[str, str], ...] = (
+    ("::/128", "the unspecified address"),
+    ("::1/128", "the loopback address"),
+    ("::ffff:0:0/96", "IPv4-mapped address space (use the plain IPv4 form)"),
+    ("64:ff9b:1::/48", "local-use NAT64 address space"),
+    ("100::/64", "discard-only address space"),
+    ("2001::/23", "IETF protocol assignment space"),
+    ("2001:db8::/32", "documentation address space"),
+    ("3fff::/20", "documentation address space"),
+    ("fc00::/7", "unique local (private) address space"),
+    ("fe80::/10", "link-local address space"),
+    ("fec0::/10", "deprecated site-local address space"),
+    ("ff00::/8", "multicast address space"),
+)
+_V4_TABLE = tuple((ipaddress.IPv4Network(n), d) for n, d in _V4_FORBIDDEN)
+_V6_TABLE = tuple((ipaddress.IPv6Network(n), d) for n, d in _V6_FORBIDDEN)
+_V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+
+
+def _forbidden_reason(net: IPNetwork) -> str | None:
+    """Describe why ``net`` is not entirely globally routable, or None when it is."""
+    table = _V4_TABLE if net.version == 4 else _V6_TABLE
+    for special, desc in table:
+        if net.overlaps(special):
+            if net.subnet_of(special):  # type: ignore[arg-type]
+                return f"is {desc}"
+            return f"includes {desc} ({special})"
+    if net.version == 6 and not net.subnet_of(_V6_GLOBAL_UNICAST):
+        return "is outside IPv6 global unicast space (2000::/3)"
+    if not (net.is_global and net.network_address.is_global and net.broadcast_address.is_global):
+        return "is not globally routable address space"
+    return None
+
+
+def parse_cidr(text: str, *, min_prefix_v4: int = 8, min_prefix_v6: int = 16) -> IPNetwork:
+    """Parse an address or CIDR a client may be granted.
+
+    A bare address becomes /32 or /128. Refused (``InvalidGrant``): anything that
+    is not an address/CIDR, zone ids, host bits set (never silently widened),
+    prefixes shorter than the minimum, and anything not globally routable.
+    """
+    if not isinstance(text, str):
+        raise InvalidGrant(
+            "invalid_ip", f"{text!r} is not an IP address or CIDR (expected a string)", text
+        )
+    raw = text.strip()
+    if not raw:
+        raise InvalidGrant("invalid_ip", "empty address: expected an IP address or CIDR", text)
+    if "%" in raw:
+        raise InvalidGrant(
+            "zone_id",
+            f"{raw} carries a zone id (%...); zone ids are local to one host, grant the address without it",
+            raw,
+        )
+    if any(ch.isspace() for ch in raw):
+        raise InvalidGrant("invalid_ip", f"{raw!r} is not an IP address or CIDR", raw)
+    addr_part, slash, prefix_part = raw.partition("/")
+    if slash and not prefix_part.isdigit():
+        # ipaddress also accepts netmask/hostmask forms; keep the contract to prefix lengths.
+        raise InvalidGrant(
+            "invalid_ip",
+            f"{raw} is not an IP address or CIDR (the part after / must be a prefix length)",
+            raw,
+        )
+    try:
+        address = ipaddress.ip_address(addr_part)
+    except ValueError:
+        raise InvalidGrant("invalid_ip", f"{raw} is not an IP address or CIDR", raw) from None
+    max_len = address.max_prefixlen
+    prefix = int(prefix_part) if slash else max_len
+    if prefix > max_len:
+        raise InvalidGrant(
+            "invalid_ip",
+            f"{raw} has prefix length /{prefix}; IPv{address.version} allows at most /{max_len}",
+            raw,
+        )
+    net = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    if net.network_address != address:
+        raise InvalidGrant(
+            "host_bits_set",
+            f"{raw} has host bits set; the network is {net}, or grant the single address as "
+            f"{address}/{max_len}",
+            raw,
+        )
+    minimum = min_prefix_v4 if net.version == 4 else min_prefix_v6
+    if net.prefixlen < minimum:
+        raise InvalidGrant(
+            "prefix_too_short",
+            f"{raw} is a /{net.prefixlen}; IPv{net.version} grants must be /{minimum} or longer",
+            raw,
+        )
+    why = _forbidden_reason(net)
+    if why is not None:
+        raise InvalidGrant("forbidden_range", f"{raw} {why}; {_PUBLIC_HINT}", raw)
+    return net
+
+
+def normalize_cidr(text: str) -> str:
+    """Structural normalisation only (no routability policy): the canonical network string.
+
+    Used by the store for every cidr it is given; policy (``parse_cidr``) is the
+    caller's job because its limits come from configuration.
+    """
+    if isinstance(text, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return str(text)
+    raw = str(text).strip()
+    if "%" in raw:
+        raise InvalidGrant("zone_id", f"{raw} carries a zone id (%...)", raw)
+    try:
+        return str(ipaddress.ip_network(raw, strict=True))
+    except ValueError as exc:
+        if "host bits set" in str(exc):
+            wide = ipaddress.ip_network(raw, strict=False)
+            raise InvalidGrant(
+                "host_bits_set", f"{raw} has host bits set; the network is {wide}", raw
+            ) from None
+        raise InvalidGrant("invalid_ip", f"{raw} is not an IP address or CIDR", raw) from None
+
+
+# --------------------------------------------------------------------------- TTLs
+
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TTL_TERM = re.compile(r"(\d+)([smhdw])")
+
+
+def parse_ttl(value: str | int | float) -> int:
+    """Parse a TTL into whole seconds.
+
+    Accepts an int or integral float (seconds), a digit string (seconds), or a
+    duration such as ``"90s"``, ``"15m"``, ``"8h"``, ``"7d"``, ``"1w"``, ``"1h30m"``.
+    Non-positive values are refused here as well as in :func:`check_ttl`.
+    """
+    if isinstance(value, bool):
+        raise InvalidGrant("invalid_ttl", f"TTL {value!r} is not a duration", value)
+    seconds: int
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise InvalidGrant(
+                "invalid_ttl", f"TTL {value!r} is not a whole number of seconds", value
+            )
+        seconds = int(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"[+-]?\d+", text):
+            seconds = int(text)
+        elif re.fullmatch(r"(\d+[smhdw])+", text):
+            units_seen = [m.group(2) for m in _TTL_TERM.finditer(text)]
+            if len(set(units_seen)) != len(units_seen):
+                raise InvalidGrant("invalid_ttl", f"TTL {value!r} repeats a unit", value)
+            seconds = sum(int(n) * _TTL_UNITS[u] for n, u in _TTL_TERM.findall(text))
+        else:
+            raise InvalidGrant(
+                "invalid_ttl",
+                f"TTL {value!r} is not a duration (use seconds, or e.g. 90s, 15m, 8h, 7d)",
+                value,
+            )
+    else:
+        raise InvalidGrant("invalid_ttl", f"TTL {value!r} is not a duration", value)
+    if seconds <= 0:
+        raise InvalidGrant("invalid_ttl", f"TTL {value!r} must be positive", value)
+    return seconds
+
+
+def format_ttl(seconds: int) -> str:
+    """Render seconds compactly (``28800`` → ``"8h"``, ``5400`` → ``"1h30m"``)."""
+    if seconds <= 0:
+        return f"{seconds}s"
+    parts = []
+    rest = seconds
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts)
+
+
+def check_ttl(seconds: int, max_ttl: int | None) -> int:
+    """Refuse a TTL that is not positive or exceeds ``max_ttl`` (None: no limit)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+        raise InvalidGrant(
+            "invalid_ttl", f"TTL {seconds!r} must be a positive number of seconds", seconds
+        )
+    if max_ttl is not None and seconds > max_ttl:
+        raise InvalidGrant(
+            "ttl_too_long",
+            f"TTL {format_ttl(seconds)} ({seconds}s) exceeds max_ttl {format_ttl(max_ttl)} ({max_ttl}s)",
+            seconds,
+        )
+    return seconds
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
+
+
+def validate_user(user: object) -> str:
+    """A user is any non-empty string of at most 256 characters without control characters.
+
+    Surrounding whitespace is trimmed.
+    """
+    if not isinstance(user, str):
+        raise InvalidGrant("invalid_user", f"user {user!r} must be a string", user)
+    text = user.strip()
+    if not text:
+        raise InvalidGrant("invalid_user", "user is empty; every grant names who holds it", user)
+    if len(text) > MAX_USER_LEN:
+        raise InvalidGrant(
+            "invalid_user",
+            f"user {text[:32]!r}… is {len(text)} characters; at most {MAX_USER_LEN}",
+            user,
+        )
+    if _has_control(text):
+        raise InvalidGrant("invalid_user", f"user {text!r} contains control characters", user)
+    return text
+
+
+def validate_acl(acl: object) -> str:
+    """An ACL name: non-empty, at most 128 characters, no control characters and no ``/``.
+
+    (It appears in URL paths such as ``/v1/acls/{acl}/flush``.) Surrounding
+    whitespace is trimmed. Whether the ACL is configured is the caller's business.
+    """
+    if not isinstance(acl, str):
+        raise InvalidGrant("invalid_acl", f"acl {acl!r} must be a string", acl)
+    text = acl.strip()
+    if not text:
+        raise InvalidGrant("invalid_acl", "acl is empty; name the access list", acl)
+    if len(text) > MAX_ACL_LEN:
+        raise InvalidGrant(
+            "invalid_acl",
+            f"acl {text[:32]!r}… is {len(text)} characters; at most {MAX_ACL_LEN}",
+            acl,
+        )
+    if _has_control(text) or "/" in text:
+        raise InvalidGrant("invalid_acl", f"acl {text!r} contains a control character or '/'", acl)
+    return text

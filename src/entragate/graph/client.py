@@ -1,0 +1,276 @@
+"""Microsoft Graph named locations: the four endpoints entragate needs, nothing more."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from entragate.config import Config
+from entragate.errors import (
+    AuthenticationFailed,
+    EntraError,
+    LocationProblem,
+    RequestRejected,
+    classify_exception,
+    from_graph_response,
+)
+from entragate.graph.identity import TokenProvider
+from entragate.transport import EntraSession, new_session
+
+IP_LOCATION = "#microsoft.graph.ipNamedLocation"
+IPV4_RANGE = "#microsoft.graph.iPv4CidrRange"
+IPV6_RANGE = "#microsoft.graph.iPv6CidrRange"
+LOCATIONS_PATH = "/identity/conditionalAccess/namedLocations"
+MAX_RANGES_PER_LOCATION = 2000
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True)
+class NamedLocation:
+    id: str
+    display_name: str
+    odata_type: str
+    is_trusted: bool
+    cidrs: tuple[str, ...]
+
+    @property
+    def is_ip(self) -> bool:
+        return self.odata_type == IP_LOCATION
+
+    @classmethod
+    def from_graph(cls, item: dict[str, Any]) -> NamedLocation:
+        ranges = item.get("ipRanges") or []
+        return cls(
+            id=str(item.get("id", "")),
+            display_name=str(item.get("displayName", "")),
+            odata_type=str(item.get("@odata.type", "")),
+            is_trusted=bool(item.get("isTrusted", False)),
+            cidrs=tuple(str(r.get("cidrAddress", "")) for r in ranges if isinstance(r, dict)),
+        )
+
+
+def ip_ranges_body(cidrs: Iterable[str]) -> list[dict[str, str]]:
+    """Each range with its own @odata.type: Graph rejects a list that omits them."""
+    body = []
+    for cidr in cidrs:
+        network = ipaddress.ip_network(cidr, strict=True)
+        odata_type = IPV4_RANGE if network.version == 4 else IPV6_RANGE
+        body.append({"@odata.type": odata_type, "cidrAddress": network.with_prefixlen})
+    return body
+
+
+ResponseObserver = Callable[[str, int], None]
+
+
+class GraphClient:
+    """Named-locations operations; every failure leaves as an ``EntraError``.
+
+    ``before_request`` is called before every request (reads cost throttling budget
+    too, so the sync pacer hooks in here); ``on_response(method, status)`` feeds
+    metrics.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        session: EntraSession | None = None,
+        tokens: TokenProvider | None = None,
+        *,
+        before_request: Callable[[], None] | None = None,
+        on_response: ResponseObserver | None = None,
+    ) -> None:
+        self.config = config
+        self.session = session or new_session(config)
+        self.tokens = tokens or TokenProvider(config, self.session)
+        self.before_request = before_request
+        self.on_response = on_response
+        self.last_request_id: str | None = None
+
+    @property
+    def host(self) -> str:
+        return self.config.graph_host
+
+    def _url(self, path: str) -> str:
+        return path if path.startswith("https://") else f"{self.config.graph_base}{path}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        write: bool = False,
+    ) -> requests.Response:
+        retried_auth = False
+        while True:
+            token = self.tokens.access_token()
+            if self.before_request is not None:
+                self.before_request()
+            client_request_id = str(uuid.uuid4())
+            try:
+                response = self.session.request(
+                    method,
+                    self._url(path),
+                    json=json,
+                    params=params,
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "client-request-id": client_request_id,
+                        "return-client-request-id": "true",
+                        "Accept": "application/json",
+                    },
+                )
+            except Exception as exc:
+                raise classify_exception(exc, host=self.host, operation=operation) from exc
+            self.last_request_id = response.headers.get("request-id")
+            if self.on_response is not None:
+                self.on_response(method, response.status_code)
+            if response.status_code < 400:
+                return response
+            error = from_graph_response(response, operation=operation, write=write)
+            if isinstance(error, AuthenticationFailed) and not retried_auth:
+                # A cached token can be revoked or rotated early; fetch a fresh one once.
+                retried_auth = True
+                self.tokens.invalidate()
+                continue
+            raise error
+
+    # ---------------------------------------------------------------- reads
+
+    def list_locations(self, *, ip_only: bool = False, page_size: int | None = None) -> list[NamedLocation]:
+        params: dict[str, str] | None = {}
+        assert params is not None
+        if ip_only:
+            params["$filter"] = "isof('microsoft.graph.ipNamedLocation')"
+        if page_size:
+            params["$top"] = str(page_size)
+        url: str | None = LOCATIONS_PATH
+        found: list[NamedLocation] = []
+        while url:
+            body = self.request("GET", url, params=params or None, operation="list named locations").json()
+            found.extend(NamedLocation.from_graph(item) for item in body.get("value", []))
+            url = body.get("@odata.nextLink")
+            params = None  # the next link already carries the query
+        return found
+
+    def get_location(self, location_id: str) -> NamedLocation:
+        response = self.request(
+            "GET", f"{LOCATIONS_PATH}/{location_id}", operation=f"read named location {location_id}"
+        )
+        return NamedLocation.from_graph(response.json())
+
+    def find_location(self, name_or_id: str, *, required: bool = True) -> NamedLocation | None:
+        """The one IP named location with this id or display name (ENTRA006 otherwise)."""
+        if _GUID.match(name_or_id):
+            try:
+                location = self.get_location(name_or_id)
+            except LocationProblem:
+                if required:
+                    raise
+                return None
+            matches = [location]
+        else:
+            matches = [loc for loc in self.list_locations() if loc.display_name == name_or_id]
+            if not matches:
+                if required:
+                    raise LocationProblem(
+                        f"no named location is called {name_or_id!r}",
+                        host=self.host,
+                        operation="find named location",
+                        request_id=self.last_request_id,
+                        hint="create it in the portal, set `create = true` on the acl, or use its id",
+                    )
+                return None
+        if len(matches) > 1:
+            ids = ", ".join(m.id for m in matches)
+            raise LocationProblem(
+                f"{len(matches)} named locations are called {name_or_id!r} ({ids})",
+                host=self.host,
+                operation="find named location",
+                hint="rename the duplicates or configure the location by id",
+            )
+        location = matches[0]
+        if not location.is_ip:
+            raise LocationProblem(
+                f"named location {name_or_id!r} is a {location.odata_type or 'non-IP'} location, "
+                "not an IP ranges location",
+                host=self.host,
+                operation="find named location",
+                hint="point the acl at an IP ranges location",
+            )
+        return location
+
+    # ---------------------------------------------------------------- writes
+
+    def _check_ranges(self, cidrs: list[str], operation: str) -> None:
+        if not cidrs:
+            raise RequestRejected(
+                "Graph requires at least one IP range", host=self.host, operation=operation
+            )
+        if len(cidrs) > MAX_RANGES_PER_LOCATION:
+            raise RequestRejected(
+                f"{len(cidrs)} ranges exceed Microsoft's {MAX_RANGES_PER_LOCATION} per location",
+                host=self.host,
+                operation=operation,
+            )
+
+    def create_location(self, display_name: str, cidrs: Iterable[str], *, trusted: bool = False) -> NamedLocation:
+        ranges = list(cidrs)
+        operation = f"create named location {display_name!r}"
+        self._check_ranges(ranges, operation)
+        body = {
+            "@odata.type": IP_LOCATION,
+            "displayName": display_name,
+            "isTrusted": trusted,
+            "ipRanges": ip_ranges_body(ranges),
+        }
+        response = self.request("POST", LOCATIONS_PATH, json=body, operation=operation, write=True)
+        return NamedLocation.from_graph(response.json())
+
+    def replace_ranges(self, location: NamedLocation, cidrs: Iterable[str]) -> None:
+        """PATCH has no append: the whole ``ipRanges`` list is sent every time."""
+        ranges = list(cidrs)
+        operation = f"update named location {location.display_name!r}"
+        self._check_ranges(ranges, operation)
+        body = {"@odata.type": IP_LOCATION, "ipRanges": ip_ranges_body(ranges)}
+        self.request(
+            "PATCH", f"{LOCATIONS_PATH}/{location.id}", json=body, operation=operation, write=True
+        )
+
+    def set_trusted(self, location: NamedLocation, trusted: bool) -> None:
+        body = {"@odata.type": IP_LOCATION, "isTrusted": trusted}
+        self.request(
+            "PATCH",
+            f"{LOCATIONS_PATH}/{location.id}",
+            json=body,
+            operation=f"mark named location {location.display_name!r} trusted={trusted}",
+            write=True,
+        )
+
+    def delete_location(self, location: NamedLocation) -> None:
+        """A trusted location cannot be deleted; untrust it first."""
+        if location.is_trusted:
+            self.set_trusted(location, False)
+        self.request(
+            "DELETE",
+            f"{LOCATIONS_PATH}/{location.id}",
+            operation=f"delete named location {location.display_name!r}",
+            write=True,
+        )
+
+
+__all__ = [
+    "IP_LOCATION",
+    "EntraError",
+    "GraphClient",
+    "NamedLocation",
+    "ip_ranges_body",
+]

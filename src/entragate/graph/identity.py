@@ -1,0 +1,132 @@
+"""Application tokens through msal, for a client secret or a certificate."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import msal
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from entragate.config import Config
+from entragate.errors import (
+    AuthenticationFailed,
+    EntraError,
+    classify_exception,
+    from_token_result,
+)
+from entragate.transport import EntraSession
+
+
+def load_certificate_credential(path: Path, password: str | None) -> dict[str, str]:
+    """msal's certificate credential from a PEM (certificate + key) or a PFX file."""
+    data = path.read_bytes()
+    secret = password.encode() if password else None
+    if path.suffix.lower() in (".pfx", ".p12") or not data.lstrip().startswith(b"-----"):
+        key, cert, _ = pkcs12.load_key_and_certificates(data, secret)
+        if key is None or cert is None:
+            raise ValueError(f"{path} holds no private key and certificate")
+    else:
+        key = serialization.load_pem_private_key(data, secret)
+        cert = x509.load_pem_x509_certificate(data)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return {
+        "private_key": key_pem,
+        "thumbprint": cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - x5t is SHA-1 by definition
+        "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
+    }
+
+
+class TokenProvider:
+    """Access tokens for Graph; msal's cache makes repeated calls free until expiry."""
+
+    def __init__(self, config: Config, session: EntraSession) -> None:
+        self._config = config
+        self._session = session
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return self._config.login_host
+
+    def _credential(self) -> Any:
+        config = self._config
+        if config.client_certificate is not None:
+            password = config.client_certificate_password
+            try:
+                return load_certificate_credential(
+                    config.client_certificate, password.reveal() if password else None
+                )
+            except (OSError, ValueError) as exc:
+                raise AuthenticationFailed(
+                    f"cannot load client_certificate {config.client_certificate}: "
+                    f"{type(exc).__name__}",
+                    host=self.host,
+                    operation="load certificate",
+                    hint="client_certificate must be a PEM with its private key, or a PFX "
+                    "with client_certificate_password",
+                ) from None
+        if config.client_secret is not None:
+            return config.client_secret.reveal()
+        raise AuthenticationFailed(
+            "no credential configured", host=self.host, operation="token request"
+        )
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        # msal's constructor fetches the tenant's OpenID configuration: network I/O that
+        # must happen inside the classified scope of access_token().
+        if self._app is None:
+            self._app = msal.ConfidentialClientApplication(
+                self._config.client_id,
+                client_credential=self._credential(),
+                authority=self._config.authority,
+                http_client=self._session,
+                instance_discovery=False,
+                token_cache=msal.TokenCache(),
+            )
+        return self._app
+
+    def _failure_from_last_response(self) -> EntraError | None:
+        response = self._session.last_response()
+        if response is None or response.status_code < 400:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": f"HTTP {response.status_code}"}
+        if not isinstance(body, dict):
+            body = {"error": f"HTTP {response.status_code}"}
+        return from_token_result(body, host=self.host, status=response.status_code)
+
+    def access_token(self) -> str:
+        with self._lock:
+            self._session.forget_last_response()
+            try:
+                app = self._application()
+                result = app.acquire_token_for_client(scopes=[self._config.graph_scope])
+            except EntraError:
+                raise
+            except Exception as exc:
+                failure = self._failure_from_last_response()
+                if failure is None:
+                    failure = classify_exception(exc, host=self.host, operation="token request")
+                raise failure from exc
+            if result and "access_token" in result:
+                return str(result["access_token"])
+            response = self._session.last_response()
+            status = response.status_code if response is not None else None
+            raise from_token_result(result or {}, host=self.host, status=status)
+
+    def invalidate(self) -> None:
+        """Drop cached tokens (Graph said 401: the token may have been revoked)."""
+        with self._lock:
+            if self._app is not None:
+                self._app.remove_tokens_for_client()
