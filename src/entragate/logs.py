@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 _SECRET_KEYS = {"client_secret", "secret", "api_token", "token", "authorization", "password", "access_token"}
 
 
-def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Defence in depth: no call site should pass a secret, but if one does it is masked.
     for key in list(event):
         if key.lower() in _SECRET_KEYS:

@@ -25,6 +25,7 @@ from .store import (
     GrantStore,
     StoreError,
     StoreUnavailable,
+    cidr_sort_key,
 )
 
 CHANNEL = "entragate_change"
@@ -187,7 +188,7 @@ class PostgresGrantStore(GrantStore):
                     )
                 }
                 cidrs.add(cidr)
-                capacity_check(sorted(cidrs))
+                capacity_check(sorted(cidrs, key=cidr_sort_key))
             conn.execute(
                 f"""INSERT INTO entragate_grants ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)
                     ON CONFLICT (acl, username, cidr) DO UPDATE SET

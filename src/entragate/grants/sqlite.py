@@ -24,6 +24,7 @@ from .store import (
     GrantStore,
     StoreError,
     StoreUnavailable,
+    cidr_sort_key,
 )
 
 _SCHEMA = """
@@ -208,7 +209,7 @@ class SQLiteGrantStore(GrantStore):
                     )
                 }
                 cidrs.add(cidr)
-                capacity_check(sorted(cidrs))
+                capacity_check(sorted(cidrs, key=cidr_sort_key))
             conn.execute(
                 f"INSERT OR REPLACE INTO entragate_grants ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -86,6 +87,12 @@ class Grant:
     def remaining(self, now: datetime | None = None) -> float:
         """Seconds until expiry (negative once expired)."""
         return (self.expires_at - (now or utcnow())).total_seconds()
+
+
+def cidr_sort_key(cidr: str) -> tuple[int, int, int]:
+    """Address order: IPv4 before IPv6, then by network address, then by prefix length."""
+    net = ipaddress.ip_network(cidr)
+    return (net.version, int(net.network_address), net.prefixlen)
 
 
 def sort_grants(grants: Iterable[Grant]) -> list[Grant]:

@@ -1,0 +1,152 @@
+"""The agent: grant store + pacing writer + expiry + local HTTP API, wired together."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from entragate.api import ApiServer, load_or_create_api_token
+from entragate.config import Config
+from entragate.errors import EntraError
+from entragate.grants import open_store
+from entragate.grants.store import GrantStore
+from entragate.graph.client import GraphClient
+from entragate.logs import configure_logging, get_logger
+from entragate.metrics import Metrics
+from entragate.service import GrantService
+from entragate.sync.engine import SyncEngine, check_capacity
+from entragate.sync.pacer import Pacer
+from entragate.transport import new_session
+
+
+def build_graph(config: Config, pacer: Pacer, metrics: Metrics | None, env: Mapping[str, str] | None = None) -> GraphClient:
+    return GraphClient(
+        config,
+        new_session(config, env),
+        before_request=pacer.acquire,
+        on_response=metrics.graph_response if metrics is not None else None,
+    )
+
+
+def capacity_for(config: Config) -> Any:
+    def check(acl: str, cidrs: list[str]) -> None:
+        check_capacity(config.acls[acl], cidrs)
+
+    return check
+
+
+class Agent:
+    """Everything ``entragate run`` starts; tests start it in-process."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        env: Mapping[str, str] | None = None,
+        store: GrantStore | None = None,
+        parked_retry: float = 60.0,
+        listen_port: int | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.store = store or open_store(config.agent.store)
+        self.pacer = Pacer(config.agent.rate)
+        self.graph = build_graph(config, self.pacer, self.metrics, env)
+        self.engine = SyncEngine(
+            config, self.store, self.graph, self.pacer, metrics=self.metrics, parked_retry=parked_retry
+        )
+        self.service = GrantService(
+            config, self.store, capacity=capacity_for(config), on_change=self.engine.notify
+        )
+        self.token = load_or_create_api_token(config)
+        self.api = ApiServer(
+            config,
+            self.service,
+            token=self.token,
+            status=self.engine.status,
+            ready=self.engine.ready,
+            metrics=self.metrics,
+            port=listen_port,
+        )
+        self.log = get_logger(component="agent")
+
+    @property
+    def api_url(self) -> str:
+        return str(self.api.url)
+
+    def start(self) -> Agent:
+        self.api.start()
+        self.engine.start()
+        self.log.info("agent.started", listen=self.api_url, acls=sorted(self.config.acls), store=_store_label(self.config.agent.store))
+        return self
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.engine.stop()
+        self.store.close()
+        self.log.info("agent.stopped")
+
+    def __enter__(self) -> Agent:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _store_label(url: str) -> str:
+    # A PostgreSQL URL may carry a password; log only scheme, host and database.
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+
+
+def run_agent(config: Config) -> int:
+    """``entragate run``: serve until SIGTERM or Ctrl-C."""
+    configure_logging()
+    agent = Agent(config)
+    stopped = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    agent.start()
+    try:
+        while not stopped.wait(1.0):
+            pass
+    finally:
+        agent.stop()
+    return 0
+
+
+def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``entragate sync --once``: read Entra, then write (or only show) what differs."""
+    pacer = Pacer(config.agent.rate)
+    store = open_store(config.agent.store)
+    try:
+        graph = build_graph(config, pacer, None, env)
+        engine = SyncEngine(config, store, graph, pacer, parked_retry=3600.0)
+        engine.expire_due()
+        if not engine.refresh_remote():
+            _raise_first_error(engine)
+        plan = engine.plan()
+        result: dict[str, Any] = {"dry_run": dry_run, "plan": plan}
+        if not dry_run:
+            result["writes"] = engine.write_pending(limit=100)
+            result["status"] = engine.status()
+            _raise_first_error(engine)
+        return result
+    finally:
+        pacer.stop()
+        store.close()
+
+
+def _raise_first_error(engine: SyncEngine) -> None:
+    for states in engine.shards.values():
+        for state in states:
+            if state.last_error is not None:
+                raise state.last_error

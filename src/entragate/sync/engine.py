@@ -1,0 +1,469 @@
+"""Reconciliation: keep each ACL's named locations equal to its granted ranges.
+
+One writer thread per tenant. It waits for a pacing slot *before* deciding what to
+write, so a burst of any size becomes one PATCH per location per slot carrying the
+latest desired state. Failures never touch the grant store: throttling and
+transient errors back off and retry; anything else parks the location (still
+retried, slowly) and shows its code in ``status``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from entragate.config import AclConfig, Config
+from entragate.errors import EntraError, LocationProblem, RequestRejected, Throttled
+from entragate.grants.store import GrantStore
+from entragate.graph.client import GraphClient, NamedLocation
+from entragate.logs import get_logger
+from entragate.sync.pacer import Pacer, PacerStopped, full_jitter
+from entragate.sync.ranges import desired_ranges, location_name, plan_locations
+
+Observer = Callable[..., None]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+@dataclass
+class LocationState:
+    acl: str
+    index: int
+    name: str
+    location: NamedLocation | None = None
+    applied: set[str] | None = None  # what Entra holds, as last read or written
+    desired: list[str] = field(default_factory=list)
+    last_sync: datetime | None = None
+    last_error: EntraError | None = None
+    failures: int = 0
+    parked_until: float = 0.0  # monotonic; non-retryable failures wait here
+    throttled_until: datetime | None = None
+
+    def to_json(self, placeholder: str) -> dict[str, Any]:
+        error = self.last_error
+        applied = sorted(self.applied) if self.applied is not None else None
+        return {
+            "name": self.name,
+            "id": self.location.id if self.location else None,
+            "desired": 0 if self.desired == [placeholder] else len(self.desired),
+            "applied": None if applied is None else (0 if applied == [placeholder] else len(applied)),
+            "ranges_desired": [r for r in self.desired if r != placeholder],
+            "ranges_applied": None if applied is None else [r for r in applied if r != placeholder],
+            "in_sync": self.applied is not None and set(self.desired) == self.applied,
+            "last_sync": _iso(self.last_sync),
+            "last_error": None
+            if error is None
+            else {"code": error.code, "message": error.message, "request_id": error.request_id},
+            "throttled_until": _iso(self.throttled_until),
+        }
+
+
+def check_capacity(acl: AclConfig, cidrs: list[str]) -> None:
+    """Refuse (ENTRA007) a grant that would not fit in the ACL's shards."""
+    capacity = acl.max_ranges * acl.max_locations
+    needed = len(desired_ranges(acl.static, cidrs))
+    if needed > capacity:
+        raise RequestRejected(
+            f"acl {acl.name!r} is full: {needed} ranges would exceed {acl.max_locations} "
+            f"location(s) x {acl.max_ranges} ranges",
+            operation="grant",
+            hint="raise max_locations for this acl, or revoke unused grants",
+        )
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        config: Config,
+        store: GrantStore,
+        graph: GraphClient,
+        pacer: Pacer,
+        *,
+        metrics: Any = None,
+        parked_retry: float = 60.0,
+        backoff_cap: float = 32.0,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.graph = graph
+        self.pacer = pacer
+        self.metrics = metrics
+        self.parked_retry = parked_retry
+        self.backoff_cap = backoff_cap
+        self.placeholder = config.agent.placeholder
+        self.log = get_logger(component="sync")
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._verify_due = 0.0
+        self._verified_once = False
+        self._backoff_attempts = 0
+        self.shards: dict[str, list[LocationState]] = {
+            name: [
+                LocationState(name, i, location_name(acl.location, i))
+                for i in range(acl.max_locations)
+            ]
+            for name, acl in config.acls.items()
+        }
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> SyncEngine:
+        self._thread = threading.Thread(target=self._run, name="entragate-sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.pacer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def notify(self) -> None:
+        """Grants changed in this process: look again now."""
+        self._wake.set()
+
+    def ready(self) -> bool:
+        return self._verified_once
+
+    def _run(self) -> None:
+        seq = self.store.change_seq()
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except PacerStopped:
+                return
+            except Exception as exc:  # the writer must survive anything and keep grants
+                self.log.error("sync.crashed", error=f"{type(exc).__name__}: {exc}")
+                self._stop.wait(1.0)
+            timeout = self._seconds_until_next_event()
+            if self._wake.is_set():
+                self._wake.clear()
+                continue
+            # Cross-process writers (the CLI in direct mode) are seen through change_seq.
+            deadline = time.monotonic() + timeout
+            while not self._stop.is_set() and not self._wake.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                new_seq = self.store.wait_for_change(seq, min(remaining, 0.25))
+                if new_seq != seq:
+                    seq = new_seq
+                    break
+            self._wake.clear()
+
+    def _seconds_until_next_event(self) -> float:
+        now = time.monotonic()
+        candidates = [self._verify_due - now, 30.0]
+        next_expiry = self.store.next_expiry()
+        if next_expiry is not None:
+            candidates.append((next_expiry - datetime.now(UTC)).total_seconds())
+        for states in self.shards.values():
+            for state in states:
+                if state.parked_until:
+                    candidates.append(state.parked_until - now)
+        if self._has_pending_work():
+            candidates.append(self.pacer.seconds_until_ready())
+        return max(0.0, min(candidates))
+
+    def _has_pending_work(self) -> bool:
+        with self._lock:
+            return any(
+                state.applied is None or set(state.desired) != state.applied
+                for states in self.shards.values()
+                for state in states
+                if not state.parked_until
+            )
+
+    # ---------------------------------------------------------------- one pass
+
+    def step(self) -> None:
+        self.expire_due()
+        if time.monotonic() >= self._verify_due:
+            self.refresh_remote()
+        self.write_pending()
+
+    def expire_due(self) -> None:
+        for grant in self.store.pop_expired(datetime.now(UTC)):
+            self.log.info("grant.expired", acl=grant.acl, user=grant.user, cidr=grant.cidr)
+
+    def refresh_remote(self) -> bool:
+        """Read every named location once (one paged list) and adopt what Entra holds."""
+        self._verify_due = time.monotonic() + self.config.agent.verify_interval
+        try:
+            locations = self.graph.list_locations()
+        except EntraError as error:
+            self._record_failure_all(error)
+            self._verify_due = time.monotonic() + min(self.config.agent.verify_interval, 5.0)
+            return False
+        with self._lock:
+            for acl_name, states in self.shards.items():
+                acl = self.config.acls[acl_name]
+                for state in states:
+                    self._adopt(acl, state, locations)
+        self._verified_once = True
+        return True
+
+    def _adopt(self, acl: AclConfig, state: LocationState, locations: list[NamedLocation]) -> None:
+        by_id = [loc for loc in locations if loc.id == acl.location] if state.index == 0 else []
+        if by_id:
+            matches = by_id
+        else:
+            name = state.name
+            if state.index > 0 and self.shards[acl.name][0].location is not None:
+                base = self.shards[acl.name][0].location
+                assert base is not None
+                name = location_name(base.display_name, state.index)
+            matches = [loc for loc in locations if loc.display_name == name]
+        if len(matches) > 1:
+            state.location, state.applied = None, None
+            self._park(
+                state,
+                LocationProblem(
+                    f"{len(matches)} named locations are called {state.name!r}",
+                    host=self.graph.host,
+                    operation="find named location",
+                    hint="rename the duplicates or configure the location by id",
+                ),
+            )
+            return
+        if not matches:
+            state.location, state.applied = None, None
+            return
+        found = matches[0]
+        if not found.is_ip:
+            self._park(
+                state,
+                LocationProblem(
+                    f"named location {state.name!r} is not an IP ranges location",
+                    host=self.graph.host,
+                    operation="find named location",
+                ),
+            )
+            return
+        drift = state.applied is not None and state.applied != set(found.cidrs)
+        if drift:
+            self.log.warning(
+                "location.drift",
+                acl=acl.name,
+                location=found.display_name,
+                unexpected=sorted(set(found.cidrs) - state.applied) if state.applied else [],
+                missing=sorted(state.applied - set(found.cidrs)) if state.applied else [],
+            )
+        state.location = found
+        state.name = found.display_name
+        state.applied = set(found.cidrs)
+        if state.last_error is not None and isinstance(state.last_error, LocationProblem):
+            state.last_error, state.parked_until = None, 0.0
+
+    def _plan(self, acl: AclConfig) -> list[tuple[LocationState, list[str]]]:
+        grants = self.store.active(acl.name)
+        desired = desired_ranges(acl.static, [g.cidr for g in grants])
+        states = self.shards[acl.name]
+        current = [set(s.applied or ()) - {self.placeholder} for s in states]
+        plan = plan_locations(
+            desired,
+            current,
+            max_ranges=acl.max_ranges,
+            max_locations=acl.max_locations,
+            placeholder=self.placeholder,
+        )
+        if plan.overflow:
+            self.log.error("acl.overflow", acl=acl.name, ranges=[str(r) for r in plan.overflow][:20])
+        if self.metrics is not None:
+            self.metrics.set_grants(acl.name, len(grants))
+        result = []
+        for location_plan in plan.locations:
+            state = states[location_plan.index]
+            state.desired = sorted(location_plan.ranges)
+            result.append((state, state.desired))
+        return result
+
+    def _next_write(self) -> tuple[AclConfig, LocationState, list[str]] | None:
+        now = time.monotonic()
+        with self._lock:
+            for acl in self.config.acls.values():
+                for state, ranges in self._plan(acl):
+                    if state.parked_until and now < state.parked_until:
+                        continue
+                    if not self._verified_once:
+                        continue
+                    if state.location is None or state.applied != set(ranges):
+                        return acl, state, ranges
+                    if state.location.is_trusted != acl.trusted:
+                        return acl, state, ranges
+        return None
+
+    def write_pending(self, *, limit: int | None = None) -> int:
+        """Write until Entra matches the store (or nothing can be written now)."""
+        writes = 0
+        while not self._stop.is_set() and (limit is None or writes < limit):
+            if self._next_write() is None:
+                return writes
+            # Wait for the slot first, then decide: the write carries the newest state.
+            if not self.pacer.wait_ready(timeout=self.backoff_cap + 1.0):
+                return writes
+            self.expire_due()
+            target = self._next_write()
+            if target is None:
+                return writes
+            acl, state, ranges = target
+            self._write(acl, state, ranges)
+            writes += 1
+        return writes
+
+    def _write(self, acl: AclConfig, state: LocationState, ranges: list[str]) -> None:
+        before = set(state.applied or ())
+        try:
+            if state.location is None:
+                if not acl.create:
+                    raise LocationProblem(
+                        f"no named location is called {state.name!r} and create is off",
+                        host=self.graph.host,
+                        operation="find named location",
+                        hint="create it in the portal, set `create = true`, or configure its id",
+                    )
+                state.location = self.graph.create_location(state.name, ranges, trusted=acl.trusted)
+                state.name = state.location.display_name
+            elif state.location.is_trusted != acl.trusted and state.applied == set(ranges):
+                self.graph.set_trusted(state.location, acl.trusted)
+                state.location = NamedLocation(
+                    state.location.id,
+                    state.location.display_name,
+                    state.location.odata_type,
+                    acl.trusted,
+                    state.location.cidrs,
+                )
+            else:
+                self.graph.replace_ranges(state.location, ranges)
+        except EntraError as error:
+            self._record_failure(state, error)
+            return
+        state.applied = set(ranges)
+        state.last_sync = datetime.now(UTC)
+        state.last_error = None
+        state.failures = 0
+        state.parked_until = 0.0
+        state.throttled_until = None
+        self._backoff_attempts = 0
+        added = sorted(set(ranges) - before)
+        removed = sorted(before - set(ranges))
+        self.log.info(
+            "location.updated",
+            acl=acl.name,
+            location=state.name,
+            added=[r for r in added if r != self.placeholder],
+            removed=[r for r in removed if r != self.placeholder],
+            ranges=len(ranges),
+            request_id=self.graph.last_request_id,
+        )
+        if self.metrics is not None:
+            self.metrics.set_ranges(acl.name, state.name, len(ranges))
+            self.metrics.set_error(acl.name, state.name, None)
+            if added:
+                now = datetime.now(UTC)
+                added_set = set(added)
+                for grant in self.store.active(acl.name):
+                    if grant.cidr in added_set:
+                        self.metrics.observe_lag((now - grant.created_at).total_seconds())
+
+    # ---------------------------------------------------------------- failures
+
+    def _record_failure_all(self, error: EntraError) -> None:
+        with self._lock:
+            for states in self.shards.values():
+                for state in states:
+                    self._record_failure(state, error, log=False)
+        self.log.error(
+            "sync.failed", code=error.code, error=error.message, request_id=error.request_id
+        )
+
+    def _record_failure(self, state: LocationState, error: EntraError, *, log: bool = True) -> None:
+        state.last_error = error
+        state.failures += 1
+        if self.metrics is not None:
+            self.metrics.set_error(state.acl, state.name, error.code)
+        if isinstance(error, Throttled):
+            self._backoff_attempts += 1
+            delay = error.retry_after
+            if delay is None:
+                delay = full_jitter(self._backoff_attempts, cap=self.backoff_cap, floor=self.pacer.interval)
+            deadline = self.pacer.penalize(delay)
+            state.throttled_until = datetime.now(UTC) + _seconds(deadline - time.monotonic())
+            if self.metrics is not None:
+                self.metrics.throttled()
+        elif error.retryable:
+            self._backoff_attempts += 1
+            self.pacer.penalize(full_jitter(self._backoff_attempts, cap=self.backoff_cap, floor=0.5))
+        else:
+            self._park(state, error)
+        if log:
+            self.log.error(
+                "sync.failed",
+                acl=state.acl,
+                location=state.name,
+                code=error.code,
+                error=error.message,
+                request_id=error.request_id,
+            )
+
+    def _park(self, state: LocationState, error: EntraError) -> None:
+        state.last_error = error
+        retry = min(self.parked_retry * (2 ** min(state.failures, 4)), 900.0)
+        state.parked_until = time.monotonic() + (self.parked_retry if state.failures <= 1 else retry)
+
+    def retry_parked(self) -> None:
+        """Operator action (or a config reload): try parked locations again now."""
+        with self._lock:
+            for states in self.shards.values():
+                for state in states:
+                    state.parked_until = 0.0
+        self._verify_due = 0.0
+        self.notify()
+
+    # ---------------------------------------------------------------- reporting
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            acls = {}
+            for name, states in self.shards.items():
+                grants = self.store.active(name)
+                acls[name] = {
+                    "location": self.config.acls[name].location,
+                    "grants": len(grants),
+                    "empty": not grants and not self.config.acls[name].static,
+                    "locations": [s.to_json(self.placeholder) for s in states],
+                }
+            return {"writer": True, "ready": self.ready(), "acls": acls}
+
+    def plan(self) -> dict[str, Any]:
+        """What a sync would write now: ranges to add and remove per location."""
+        out: dict[str, Any] = {}
+        with self._lock:
+            for name, acl in self.config.acls.items():
+                entries = []
+                for state, ranges in self._plan(acl):
+                    applied = state.applied or set()
+                    entries.append(
+                        {
+                            "location": state.name,
+                            "exists": state.location is not None,
+                            "add": sorted(set(ranges) - applied - {self.placeholder}),
+                            "remove": sorted(applied - set(ranges) - {self.placeholder}),
+                            "write": state.location is None or applied != set(ranges),
+                        }
+                    )
+                out[name] = entries
+        return out
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=max(0.0, value))
