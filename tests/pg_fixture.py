@@ -83,7 +83,9 @@ class PgServer:
 def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
     for tool in ("initdb", "pg_ctl"):
         if not (PG_BIN / tool).exists():
-            pytest.fail(f"PostgreSQL binaries not found: {PG_BIN / tool} (set ENTRAGATE_TEST_PG_BIN)")
+            pytest.fail(
+                f"PostgreSQL binaries not found: {PG_BIN / tool} (set ENTRAGATE_TEST_PG_BIN)"
+            )
     tmp = tempfile.TemporaryDirectory(prefix="entragate-pg-")
     base = Path(tmp.name)
     base.chmod(0o700)
@@ -120,7 +122,17 @@ def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
             "-c max_connections=200"
         )
         res = _as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         if res.returncode == 0:
             server = PgServer("127.0.0.1", port, sock, data, log, itertools.count(1))
@@ -140,7 +152,9 @@ def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
 
 
 def stop_pg_server(server: PgServer) -> None:
-    _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop")
+    _as_postgres(
+        str(PG_BIN / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"
+    )
 
 
 @pytest.fixture(scope="session")

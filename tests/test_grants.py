@@ -12,7 +12,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pg_fixture import PgServer, pg_server  # noqa: F401  (pytest fixture)
 
 from entragate.grants import (
     Grant,
@@ -22,6 +21,7 @@ from entragate.grants import (
     StoreUnavailable,
     open_store,
 )
+from pg_fixture import PgServer, pg_server  # noqa: F401  (pytest fixture)
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 IP1 = "81.2.69.142"
@@ -219,7 +219,9 @@ def test_capacity_check_sees_would_be_cidrs(store: GrantStore) -> None:
     store.add("vpn", "x", V6, at(10), now=T0)
     seen: list[list[str]] = []
     store.add("staff", "carol", NET, at(10), now=at(2), capacity_check=seen.append)
-    assert seen == [[NET, f"{IP1}/32"]]  # distinct, address order, expired excluded, other ACLs excluded
+    assert seen == [
+        [NET, f"{IP1}/32"]
+    ]  # distinct, address order, expired excluded, other ACLs excluded
 
 
 def test_capacity_check_refusal_stores_nothing(store: GrantStore) -> None:

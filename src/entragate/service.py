@@ -44,9 +44,7 @@ class UnknownAcl(InvalidGrant):
 
     def __init__(self, acl: str, known: Iterable[str]) -> None:
         names = ", ".join(sorted(known)) or "none configured"
-        super().__init__(
-            "invalid_acl", f"acl {acl!r} is not configured (known: {names})", acl
-        )
+        super().__init__("invalid_acl", f"acl {acl!r} is not configured (known: {names})", acl)
         # InvalidGrant guards its fields against assignment; this subclass owns its reason.
         object.__setattr__(self, "reason", "unknown_acl")
 

@@ -275,9 +275,9 @@ def parse_filter(expr: str) -> Predicate:
             expect("punct", "(")
             prop = expect("word")
             expect("punct", ",")
-            val = expect("str")
+            prefix = expect("str").lower()
             expect("punct", ")")
-            return lambda o: isinstance(prop_value(o, prop), str) and str(prop_value(o, prop)).lower().startswith(val.lower())
+            return lambda o: str(prop_value(o, prop) or "").lower().startswith(prefix)
         prop = word
         if prop.rsplit("/", 1)[-1] not in ("displayName", "id", "isTrusted"):
             raise bad(f"filtering on '{prop}' is not supported")

@@ -163,7 +163,7 @@ class TLSHTTPServer:
                 return
             conn.sni = getattr(tls, "emulator_sni", None)
             self._on_event("connections")
-            _Handler(tls, ("", 0), _HandlerServer(self, conn))
+            _Handler(tls, ("", 0), _HandlerServer(self, conn))  # type: ignore[arg-type]
         except Exception as e:  # noqa: BLE001 - a broken connection must never kill the server
             self.last_error = e
             self._on_event("handler_error")
@@ -205,6 +205,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         return email.utils.formatdate(self.server.server._now(), usegmt=True)

@@ -1,0 +1,227 @@
+"""Fixtures and helpers for tests that talk to the emulated tenant.
+
+Import what you need in a test module (or a conftest)::
+
+    from emulator_fixtures import emulator, tenant, emulator_session  # noqa: F401
+
+``emulator_session(emu)`` is a ``requests.Session`` whose connections to the Microsoft
+host names go to the emulator (SNI, Host header and certificate checks still use the
+real names) and always verify against the emulator's root, whatever
+``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``/``SSL_CERT_FILE`` say.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from requests.adapters import HTTPAdapter
+
+from entragate.emulator import AppRegistration, Emulator
+
+
+class MappedAdapter(HTTPAdapter):
+    """An adapter that sends ``https://HOST:PORT`` to a mapped address (curl --connect-to)."""
+
+    def __init__(
+        self, mapping: dict[tuple[str, int], tuple[str, int]], ca_file: Path | str, **kw: Any
+    ) -> None:
+        self.mapping = mapping
+        self.ca_file = str(ca_file)
+        super().__init__(**kw)
+
+    def get_connection_with_tls_context(
+        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        u = urlsplit(request.url)
+        host = (u.hostname or "").lower()
+        port = u.port or 443
+        target = self.mapping.get((host, port))
+        if target is None:
+            raise ConnectionError(f"{host}:{port} is not mapped (tests never leave loopback)")
+        pool_kwargs = {
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_certs": self.ca_file,
+            "server_hostname": host,
+            "assert_hostname": host,
+        }
+        return self.poolmanager.connection_from_host(
+            target[0], target[1], scheme="https", pool_kwargs=pool_kwargs
+        )
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # Always the adapter's own trust, whatever `verify` the session merged from the env.
+        conn.cert_reqs = "CERT_REQUIRED"
+        conn.ca_certs = self.ca_file
+        conn.ca_cert_dir = None
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        u = urlsplit(request.url)
+        request.headers["Host"] = u.hostname if u.port in (None, 443) else f"{u.hostname}:{u.port}"
+        return super().send(request, **kwargs)
+
+
+def emu_mapping(emu: Emulator) -> dict[tuple[str, int], tuple[str, int]]:
+    return {(h, 443): ("127.0.0.1", emu.port) for h in emu.hosts}
+
+
+def emulator_session(emu: Emulator, ca_file: Path | str | None = None) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False
+    s.mount("https://", MappedAdapter(emu_mapping(emu), ca_file or emu.ca_bundle_path))
+    return s
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[Emulator]:
+    emu = Emulator(state_dir=tmp_path / "emu").start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@dataclass
+class TenantApp:
+    emu: Emulator
+    tenant_id: str
+    app: AppRegistration
+    session: requests.Session
+
+    @property
+    def token_url(self) -> str:
+        return f"https://login.microsoftonline.com/{self.tenant_id}/oauth2/v2.0/token"
+
+    def token(self, **form: str) -> requests.Response:
+        data = {
+            "grant_type": "client_credentials",
+            "client_id": self.app.client_id,
+            "client_secret": self.app.secret or "",
+            "scope": "https://graph.microsoft.com/.default",
+        }
+        data.update(form)
+        return self.session.post(self.token_url, data=data, timeout=10)
+
+    def access_token(self) -> str:
+        r = self.token()
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def graph(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = kw.pop("headers", {})
+        headers.setdefault("Authorization", f"Bearer {self.access_token()}")
+        url = path if path.startswith("https://") else "https://graph.microsoft.com/v1.0/" + path.lstrip("/")
+        return self.session.request(method, url, headers=headers, timeout=10, **kw)
+
+
+@pytest.fixture
+def tenant(emulator: Emulator) -> Iterator[TenantApp]:
+    tid = emulator.add_tenant()
+    app = emulator.add_app(tid)
+    s = emulator_session(emulator)
+    try:
+        yield TenantApp(emulator, tid, app, s)
+    finally:
+        s.close()
+
+
+def client_context(ca_file: Path | str | None, *, strict: bool = False) -> ssl.SSLContext:
+    """A verifying client context that trusts only ``ca_file`` (environment variables ignored)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    if strict:
+        ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    return ctx
+
+
+def tls_handshake(
+    port: int, server_name: str, ctx: ssl.SSLContext, host: str = "127.0.0.1"
+) -> ssl.SSLSocket:
+    """Open a TLS connection to ``host:port`` with SNI ``server_name``; the caller closes it."""
+    raw = socket.create_connection((host, port), timeout=10)
+    try:
+        return ctx.wrap_socket(raw, server_hostname=server_name)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def verify_code(port: int, server_name: str, ctx: ssl.SSLContext) -> int:
+    """0 when the handshake verifies, else the OpenSSL verify code."""
+    try:
+        tls_handshake(port, server_name, ctx).close()
+    except ssl.SSLCertVerificationError as e:
+        return int(e.verify_code)
+    return 0
+
+
+def make_app_certificate(
+    cn: str = "entragate-test-app", days: int = 365
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate, bytes, bytes]:
+    """(key, cert, key_pem, cert_pem): a self-signed RSA app credential, as Entra uses."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key, cert, key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def client_assertion(
+    key: rsa.RSAPrivateKey,
+    cert: x509.Certificate,
+    client_id: str,
+    audience: str,
+    *,
+    now: float | None = None,
+    lifetime: int = 600,
+    header: str = "x5t#S256",
+) -> str:
+    """An RS256 client assertion JWT (built by hand, independent of the emulator's code)."""
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    t = time.time() if now is None else now
+    digest = cert.fingerprint(hashes.SHA256() if header == "x5t#S256" else hashes.SHA1())
+    head = {"alg": "RS256", "typ": "JWT", header: b64(digest)}
+    claims = {
+        "aud": audience,
+        "iss": client_id,
+        "sub": client_id,
+        "jti": str(uuid.uuid4()),
+        "nbf": int(t),
+        "iat": int(t),
+        "exp": int(t) + lifetime,
+    }
+    signing_input = b64(json.dumps(head).encode()) + "." + b64(json.dumps(claims).encode())
+    sig = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + b64(sig)

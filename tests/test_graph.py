@@ -1,0 +1,191 @@
+"""The Graph client and identity against the emulated tenant over real TLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from entragate.config import CLOUDS, Secret
+from entragate.emulator import Emulator
+from entragate.errors import EntraError, LocationProblem
+from entragate.graph import GraphClient, TokenProvider
+from entragate.graph.client import IP_LOCATION, LOCATIONS_PATH
+from entragate.transport import new_session
+from tests.conftest import SECRET, make_config
+
+
+def client(emu: Emulator, app: object, **overrides: object) -> GraphClient:
+    return GraphClient(make_config(emu, app, **overrides))  # type: ignore[arg-type]
+
+
+def self_signed_credential(tmp_path: Path, name: str = "entragate-test") -> tuple[bytes, Path, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    pem_path = tmp_path / f"{name}.pem"
+    pem_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        + cert_pem
+    )
+    pfx_path = tmp_path / f"{name}.pfx"
+    pfx_path.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"entragate", key, cert, None, serialization.BestAvailableEncryption(b"pfx-pass")
+        )
+    )
+    return cert_pem, pem_path, pfx_path
+
+
+def test_token_is_cached_for_its_lifetime(emu: Emulator, app: object) -> None:
+    config = make_config(emu, app)  # type: ignore[arg-type]
+    tokens = TokenProvider(config, new_session(config))
+    emu.reset_counters()
+    first = tokens.access_token()
+    second = tokens.access_token()
+    assert first == second
+    assert emu.counters.get("token", 0) == 1
+
+
+def test_certificate_credentials_pem_and_pfx(emu: Emulator, tmp_path: Path) -> None:
+    cert_pem, pem_path, pfx_path = self_signed_credential(tmp_path)
+    tenant = emu.add_tenant()
+    registration = emu.add_app(tenant, certificate_pem=cert_pem)
+    for path, password in ((pem_path, None), (pfx_path, Secret("pfx-pass"))):
+        graph = client(
+            emu,
+            registration,
+            client_secret=None,
+            client_certificate=path,
+            client_certificate_password=password,
+        )
+        assert graph.list_locations() == []
+
+
+def test_certificate_not_registered_is_entra001_700027(emu: Emulator, tmp_path: Path) -> None:
+    registered, _, _ = self_signed_credential(tmp_path, "registered")
+    _, other_pem, _ = self_signed_credential(tmp_path, "other")
+    tenant = emu.add_tenant()
+    registration = emu.add_app(tenant, certificate_pem=registered)
+    graph = client(emu, registration, client_secret=None, client_certificate=other_pem)
+    with pytest.raises(EntraError) as caught:
+        graph.list_locations()
+    assert caught.value.code == "ENTRA001"
+    assert caught.value.aadsts == 700027  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cloud", sorted(CLOUDS))
+def test_national_clouds_use_their_own_hosts(emu: Emulator, cloud: str) -> None:
+    tenant = emu.add_tenant(cloud=cloud)
+    registration = emu.add_app(tenant, secret=SECRET)
+    config = make_config(
+        emu,
+        registration,
+        cloud=cloud,
+        login_host=CLOUDS[cloud].login_host,
+        graph_host=CLOUDS[cloud].graph_host,
+    )
+    graph = GraphClient(config)
+    graph.create_location("Cloud check", ["81.2.69.142/32"])
+    hosts = {r.host for r in emu.requests if r.tenant == tenant}
+    assert hosts == {CLOUDS[cloud].login_host, CLOUDS[cloud].graph_host}
+
+
+def test_tenant_in_another_cloud_is_entra001_90002(emu: Emulator) -> None:
+    tenant = emu.add_tenant(cloud="global")
+    registration = emu.add_app(tenant, secret=SECRET)
+    graph = client(
+        emu,
+        registration,
+        cloud="usgov",
+        login_host=CLOUDS["usgov"].login_host,
+        graph_host=CLOUDS["usgov"].graph_host,
+    )
+    with pytest.raises(EntraError) as caught:
+        graph.list_locations()
+    assert caught.value.code == "ENTRA001"
+    assert caught.value.aadsts == 90002  # type: ignore[attr-defined]
+    assert "cloud" in caught.value.hint
+
+
+def test_paging_follows_next_link(emu: Emulator, app: object) -> None:
+    for i in range(150):
+        emu.create_location(app.tenant_id, f"Branch {i:03d}", [f"81.2.{i}.0/24"])  # type: ignore[attr-defined]
+    graph = client(emu, app)
+    graph.tokens.access_token()
+    before = sum(1 for r in emu.requests if r.method == "GET" and r.tenant == app.tenant_id)  # type: ignore[attr-defined]
+    found = graph.list_locations(page_size=40)
+    after = sum(1 for r in emu.requests if r.method == "GET" and r.tenant == app.tenant_id)  # type: ignore[attr-defined]
+    assert len(found) == 150
+    assert len({loc.id for loc in found}) == 150
+    assert after - before == 4  # 40 + 40 + 40 + 30
+
+
+def test_patch_replaces_the_whole_list_with_odata_types(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    location = graph.create_location("Entragate staff", ["81.2.69.142/32", "2a00:1450:4001:80b::200e/128"])
+    graph.replace_ranges(location, ["81.2.69.143/32", "2a00:1450:4001:80b::/64"])
+    stored = next(loc for loc in emu.locations(app.tenant_id) if loc["id"] == location.id)  # type: ignore[attr-defined]
+    assert stored["@odata.type"] == IP_LOCATION
+    assert sorted((r["@odata.type"], r["cidrAddress"]) for r in stored["ipRanges"]) == [
+        ("#microsoft.graph.iPv4CidrRange", "81.2.69.143/32"),
+        ("#microsoft.graph.iPv6CidrRange", "2a00:1450:4001:80b::/64"),
+    ]
+    assert graph.get_location(location.id).cidrs == ("81.2.69.143/32", "2a00:1450:4001:80b::/64")
+
+
+def test_find_location_by_name_id_and_its_failures(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    created = graph.create_location("Entragate staff", ["81.2.69.142/32"])
+    assert graph.find_location("Entragate staff") == created
+    assert graph.find_location(created.id) == created
+    with pytest.raises(LocationProblem, match="no named location"):
+        graph.find_location("Nobody made this")
+    graph.create_location("Twice", ["81.2.69.1/32"])
+    graph.create_location("Twice", ["81.2.69.2/32"])
+    with pytest.raises(LocationProblem, match="2 named locations"):
+        graph.find_location("Twice")
+    graph.request(
+        "POST",
+        LOCATIONS_PATH,
+        operation="create country location",
+        json={
+            "@odata.type": "#microsoft.graph.countryNamedLocation",
+            "displayName": "Countries",
+            "countriesAndRegions": ["NL"],
+            "includeUnknownCountriesAndRegions": False,
+        },
+    )
+    with pytest.raises(LocationProblem, match="not an IP ranges location"):
+        graph.find_location("Countries")
+
+
+def test_delete_untrusts_a_trusted_location_first(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    location = graph.create_location("Trusted one", ["81.2.69.142/32"], trusted=True)
+    graph.delete_location(location)
+    assert all(loc["id"] != location.id for loc in emu.locations(app.tenant_id))  # type: ignore[attr-defined]
+
+
+def test_every_request_carries_a_client_request_id(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    graph.create_location("Ids", ["81.2.69.142/32"])
+    writes = emu.writes(app.tenant_id)  # type: ignore[attr-defined]
+    assert writes and all(w.client_request_id for w in writes)
