@@ -2,7 +2,7 @@
 
 Import what you need in a test module (or a conftest)::
 
-    from emulator_fixtures import emulator, tenant, emulator_session  # noqa: F401
+    from tests.emulator_fixtures import fresh_emulator, tenant, emulator_session  # noqa: F401
 
 ``emulator_session(emu)`` is a ``requests.Session`` whose connections to the Microsoft
 host names go to the emulator (SNI, Host header and certificate checks still use the
@@ -87,7 +87,8 @@ def emulator_session(emu: Emulator, ca_file: Path | str | None = None) -> reques
 
 
 @pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[Emulator]:
+def fresh_emulator(tmp_path: Path) -> Iterator[Emulator]:
+    """A new emulator of its own (counters start at zero), stopped after the test."""
     emu = Emulator(state_dir=tmp_path / "emu").start()
     try:
         yield emu
@@ -129,12 +130,13 @@ class TenantApp:
 
 
 @pytest.fixture
-def tenant(emulator: Emulator) -> Iterator[TenantApp]:
-    tid = emulator.add_tenant()
-    app = emulator.add_app(tid)
-    s = emulator_session(emulator)
+def tenant(fresh_emulator: Emulator) -> Iterator[TenantApp]:
+    """A tenant with one app (secret, both Policy roles) on a fresh emulator, and a session."""
+    tid = fresh_emulator.add_tenant()
+    app = fresh_emulator.add_app(tid)
+    s = emulator_session(fresh_emulator)
     try:
-        yield TenantApp(emulator, tid, app, s)
+        yield TenantApp(fresh_emulator, tid, app, s)
     finally:
         s.close()
 

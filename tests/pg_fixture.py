@@ -2,7 +2,7 @@
 
 Use it from any test module with::
 
-    from pg_fixture import pg_server, pg_url  # noqa: F401  (pytest fixtures)
+    from tests.pg_fixture import pg_server, pg_url  # noqa: F401  (pytest fixtures)
 
 ``pg_server`` starts one server per test session (as the ``postgres`` user,
 because initdb refuses root), listening on 127.0.0.1 at a free port with its

@@ -389,15 +389,15 @@ def test_capture_through_connect_proxy(tmp_path: Path) -> None:
     _, inter = publisher()
     leaf = mk_leaf([HOST], inter)
     with serving(tmp_path, leaf, [inter]) as srv:
-        proxy = ConnectProxy()
+        proxy = ConnectProxy(target_override=("127.0.0.1", srv.port))
         try:
-            cap = capture(HOST, 443, connect_addr=("127.0.0.1", srv.port), proxy_url=proxy.url, timeout=5)
+            cap = capture(HOST, 443, proxy_url=proxy.url, timeout=5)
         finally:
             proxy.close()
     assert cap.error is None and len(cap.certs) == 2 and cap.server_date is not None
     first = proxy.requests[0].decode().split("\r\n")
-    assert first[0] == f"CONNECT 127.0.0.1:{srv.port} HTTP/1.1"
-    assert f"Host: 127.0.0.1:{srv.port}" in first
+    assert first[0] == f"CONNECT {HOST}:443 HTTP/1.1"
+    assert f"Host: {HOST}:443" in first
 
 
 def test_capture_proxy_refused() -> None:

@@ -21,7 +21,7 @@ from entragate.grants import (
     StoreUnavailable,
     open_store,
 )
-from pg_fixture import PgServer, pg_server  # noqa: F401  (pytest fixture)
+from tests.pg_fixture import PgServer, pg_server  # noqa: F401  (pytest fixture)
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 IP1 = "81.2.69.142"
@@ -398,6 +398,29 @@ def test_wait_for_change_sees_another_connection(store_url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_postgres_wakes_waiters_through_notify(pg_server: PgServer) -> None:  # noqa: F811
+    from entragate.grants.postgres import PostgresGrantStore
+
+    url = pg_server.create_database()
+    a, b = open_store(url), open_store(url)
+    assert isinstance(b, PostgresGrantStore)
+    b.poll_interval = 3600  # polling alone would not return within the timeout below
+    try:
+        b.wait_for_change(b.change_seq(), timeout=0)  # starts the listener
+        assert b.listening.wait(30)
+        seq = b.change_seq()
+        result: list[int] = []
+        t = threading.Thread(target=lambda: result.append(b.wait_for_change(seq, timeout=60)))
+        t.start()
+        a.add("staff", "alice", IP1, at(60), now=T0)
+        t.join(timeout=90)
+        assert result and result[0] > seq
+    finally:
+        a.close()
+        b.close()
+        pg_server.drop_database(url)
 
 
 def test_concurrent_adds_from_threads(store: GrantStore) -> None:

@@ -117,7 +117,9 @@ class AgentClient:
                 response.status_code,
             )
         if data is None:
-            raise AgentError("bad_response", "the agent's answer was not JSON", response.status_code)
+            raise AgentError(
+                "bad_response", "the agent's answer was not JSON", response.status_code
+            )
         return data
 
     # ------------------------------------------------------------------ operations
@@ -141,8 +143,11 @@ class AgentClient:
         ttl: int | str | None = None,
         expires_at: str | None = None,
         note: str = "",
+        source: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"acl": acl, "ip": ip, "user": user}
+        if source:
+            body["source"] = source
         if ttl is not None:
             body["ttl"] = ttl
         if expires_at is not None:
@@ -160,9 +165,7 @@ class AgentClient:
         return result
 
     def flush(self, acl: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._request(
-            "POST", f"/v1/acls/{quote(acl, safe='')}/flush"
-        )
+        result: dict[str, Any] = self._request("POST", f"/v1/acls/{quote(acl, safe='')}/flush")
         return result
 
     def list(self, acl: str | None = None) -> dict[str, Any]:

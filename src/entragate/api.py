@@ -44,7 +44,7 @@ MAX_BODY = 64 * 1024
 TOKEN_FILE_NAME = "api-token"
 DEFAULT_TOKEN_DIR = Path("/var/lib/entragate")
 
-_GRANT_FIELDS = {"acl", "ip", "user", "ttl", "expires_at", "note"}
+_GRANT_FIELDS = {"acl", "ip", "user", "ttl", "expires_at", "note", "source"}
 _REVOKE_FIELDS = {"acl", "ip", "user"}
 _FLUSH_PATH = re.compile(r"^/v1/acls/([^/]+)/flush$")
 _QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
@@ -184,7 +184,6 @@ class ApiServer:
         self.status = status
         self.ready = ready
         self.metrics = metrics
-        self.log = get_logger(component="api")
         configured_host = config.agent.listen_host
         self.host = host if host is not None else configured_host
         self.requested_port = port if port is not None else config.agent.listen_port
@@ -195,6 +194,10 @@ class ApiServer:
             )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def log(self) -> Any:
+        return get_logger(component="api")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -535,6 +538,11 @@ class _Handler(BaseHTTPRequestHandler):
         note = body.get("note") or ""
         if not isinstance(note, str):
             raise ApiError(400, "invalid_request", "note must be a string")
+        source = body.get("source") or "api"
+        if not isinstance(source, str) or len(source) > 64:
+            raise ApiError(
+                400, "invalid_request", "source must be a string of at most 64 characters"
+            )
         grant = self.api.service.grant(
             body["acl"],
             body["ip"],
@@ -542,7 +550,7 @@ class _Handler(BaseHTTPRequestHandler):
             ttl=ttl,
             expires_at=expires_at,
             note=note,
-            source="api",
+            source=source,
         )
         self._send_json(201, grant.to_json())
 
@@ -703,6 +711,11 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "expires_at": {"type": "string", "format": "date-time"},
                         "note": {"type": "string", "maxLength": 1024},
+                        "source": {
+                            "type": "string",
+                            "maxLength": 64,
+                            "description": "Who asked (default: api)",
+                        },
                     },
                 },
                 "RevokeRequest": {

@@ -111,7 +111,11 @@ class GrantService:
         self.store = store
         self.capacity = capacity if capacity is not None else default_capacity(config)
         self.on_change = on_change
-        self.log = get_logger(component="grants")
+
+    @property
+    def log(self) -> Any:
+        # looked up per use, so events follow configure_logging calls made after start-up
+        return get_logger(component="grants")
 
     # ------------------------------------------------------------------ validation
 

@@ -141,18 +141,29 @@ def parse_http_date(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def connect_via_proxy(
-    proxy_url: str, target_host: str, target_port: int, deadline: _Deadline
-) -> tuple[socket.socket, int | None, str | None]:
-    """Open a CONNECT tunnel like urllib3: ``CONNECT host:port HTTP/1.1`` with a Host header.
-
-    Returns the socket, the proxy's status and an error (None when tunnelled).
-    """
+def proxy_address(proxy_url: str) -> tuple[str, int]:
+    """(host, port) of an ``http://`` proxy URL (port 80 when omitted, like urllib3)."""
     parts = urlsplit(proxy_url if "://" in proxy_url else f"http://{proxy_url}")
     if parts.scheme not in ("http", ""):
         raise OSError(f"proxy scheme {parts.scheme!r} is not supported by the doctor's probe")
-    phost = parts.hostname or ""
-    pport = parts.port or 80
+    return parts.hostname or "", parts.port or 80
+
+
+def connect_via_proxy(
+    proxy_url: str,
+    target_host: str,
+    target_port: int,
+    deadline: _Deadline,
+    *,
+    dial: tuple[str, int] | None = None,
+) -> tuple[socket.socket, int | None, str | None]:
+    """Open a CONNECT tunnel like urllib3: ``CONNECT host:port HTTP/1.1`` with a Host header.
+
+    ``dial`` replaces the proxy's own address (``connect_to`` applied to the proxy).
+    Returns the socket, the proxy's status and an error (None when tunnelled).
+    """
+    parts = urlsplit(proxy_url if "://" in proxy_url else f"http://{proxy_url}")
+    phost, pport = dial or proxy_address(proxy_url)
     sock = open_tcp(phost, pport, deadline)
     authority = _authority(target_host, target_port)
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
@@ -218,25 +229,27 @@ def capture(
     """Connect (directly or through ``proxy_url``), complete TLS with SNI=``host`` and read
     the presented chain and the ``Date`` header.  The whole probe is bounded by ``timeout``.
 
-    ``connect_addr`` replaces the TCP destination (``connect_to``); SNI and the
-    Host header still name ``host``.  Behind a proxy the CONNECT names the
-    destination actually connected to.
+    ``connect_addr`` replaces the TCP destination (``connect_to``): the server's
+    address, or the proxy's when ``proxy_url`` is set.  SNI, the Host header and
+    the CONNECT request always name ``host:port``, as the agent's urllib3 does.
     """
     started = time.monotonic()
     deadline = _Deadline(timeout)
     out = Capture()
     sock: socket.socket | None = None
     ssock: ssl.SSLSocket | None = None
-    dest_host, dest_port = connect_addr or (host, port)
     try:
         if proxy_url:
             out.stage = "proxy"
-            sock, out.proxy_status, err = connect_via_proxy(proxy_url, dest_host, dest_port, deadline)
+            sock, out.proxy_status, err = connect_via_proxy(
+                proxy_url, host, port, deadline, dial=connect_addr
+            )
             if err is not None:
                 out.error = err
                 return out
         else:
             out.stage = "connect"
+            dest_host, dest_port = connect_addr or (host, port)
             sock = open_tcp(dest_host, dest_port, deadline)
         out.stage = "tls"
         sock.settimeout(deadline.left())

@@ -87,6 +87,7 @@ class PostgresGrantStore(GrantStore):
         self._conn: psycopg.Connection[Any] | None = None
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        self.listening = threading.Event()  # set while LISTEN is active (tests, diagnostics)
         with self._tx("create schema") as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             for statement in _SCHEMA:
@@ -279,12 +280,15 @@ class PostgresGrantStore(GrantStore):
                 continue
             try:
                 conn.execute(f"LISTEN {CHANNEL}")
+                self.listening.set()
+                self._notify()  # anything committed before LISTEN: waiters re-read
                 while not self._stop.is_set():
                     for _ in conn.notifies(timeout=0.5):
                         self._notify()
             except psycopg.Error:
                 self._stop.wait(self.poll_interval)  # waiters keep polling meanwhile
             finally:
+                self.listening.clear()
                 with contextlib.suppress(Exception):
                     conn.close()
 

@@ -112,6 +112,7 @@ class GrantStore(abc.ABC):
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
+        self._generation = 0  # bumped by every local wake-up, so none is lost
         self._closed = False
 
     # ------------------------------------------------------------------ API
@@ -213,12 +214,15 @@ class GrantStore(abc.ABC):
         deadline = time.monotonic() + max(0.0, timeout)
         self._start_listener()
         while True:
+            with self._cond:
+                generation = self._generation
             seq = self.change_seq()
             remaining = deadline - time.monotonic()
             if seq > since or remaining <= 0 or self._closed:
                 return seq
             with self._cond:
-                self._cond.wait(min(self.poll_interval, remaining))
+                if self._generation == generation:
+                    self._cond.wait(min(self.poll_interval, remaining))
 
     def close(self) -> None:
         self._closed = True
@@ -272,6 +276,7 @@ class GrantStore(abc.ABC):
 
     def _notify(self) -> None:
         with self._cond:
+            self._generation += 1
             self._cond.notify_all()
 
     def _check_open(self) -> None:

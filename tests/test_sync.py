@@ -1,0 +1,220 @@
+"""The agent against the emulated tenant with Microsoft's 1 request/second/tenant throttle.
+
+Assertions count requests from the emulator's logs, never wall-clock time; waits
+are generous safety timeouts only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from entragate.agent import Agent
+from entragate.config import AclConfig, Config
+from entragate.emulator import Emulator, EmulatorFault
+from tests.conftest import make_config
+
+LOCATION = "Entragate staff"
+PLACEHOLDER = "192.0.2.255/32"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def remote_ranges(emu: Emulator, tenant: str, name: str = LOCATION) -> set[str] | None:
+    for location in emu.locations(tenant):
+        if location["displayName"] == name:
+            return {r["cidrAddress"] for r in location["ipRanges"]}
+    return None
+
+
+def public_addresses(n: int, second: int = 2) -> list[str]:
+    return [f"81.{second}.{i // 250}.{1 + i % 250}" for i in range(n)]
+
+
+@pytest.fixture
+def throttled(emu: Emulator) -> Emulator:
+    emu.rate_limit = 1.0
+    return emu
+
+
+def start_agent(emu: Emulator, app: Any, tmp_path: Path, **overrides: Any) -> Agent:
+    config = make_config(emu, app, tmp_path, agent={"rate": 1.0, **overrides.pop("agent", {})}, **overrides)
+    agent = Agent(config, parked_retry=0.5)
+    agent.start()
+    assert wait_for(agent.engine.ready, 30)
+    return agent
+
+
+def test_burst_of_500_users_needs_only_a_handful_of_patches(throttled: Emulator, app: Any, tmp_path: Path) -> None:
+    emu = throttled
+    emu.create_location(app.tenant_id, LOCATION, [PLACEHOLDER])
+    agent = start_agent(emu, app, tmp_path)
+    try:
+        addresses = public_addresses(500)
+        writes_before = len(emu.writes(app.tenant_id))
+
+        def grant(i: int) -> None:
+            agent.service.grant("staff", addresses[i], f"user{i:03d}", ttl=3600, source="test")
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(grant, range(500)))
+        wanted = {f"{a}/32" for a in addresses}
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == wanted, 90)
+        patches = [w for w in emu.writes(app.tenant_id)[writes_before:] if w.method == "PATCH"]
+        assert 1 <= len(patches) <= 8, len(patches)
+        # nothing was ever written that nobody granted
+        for write in patches:
+            assert set(write.ranges) <= wanted | {PLACEHOLDER}
+    finally:
+        agent.stop()
+
+
+def test_expiry_removes_the_address(throttled: Emulator, app: Any, tmp_path: Path) -> None:
+    emu = throttled
+    agent = start_agent(emu, app, tmp_path)
+    try:
+        agent.service.grant("staff", "81.2.69.142", "alice", ttl=2, source="test")
+        agent.service.grant("staff", "81.2.69.143", "bob", ttl=3600, source="test")
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32", "81.2.69.143/32"})
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.143/32"})
+        assert [g.user for g in agent.store.active("staff")] == ["bob"]
+    finally:
+        agent.stop()
+
+
+def test_shared_address_stays_until_its_last_holder_is_revoked(throttled: Emulator, app: Any, tmp_path: Path) -> None:
+    emu = throttled
+    agent = start_agent(emu, app, tmp_path)
+    try:
+        agent.service.grant("staff", "81.2.69.142", "alice", ttl=3600, source="test")
+        agent.service.grant("staff", "81.2.69.142", "bob", ttl=3600, source="test")
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"})
+        assert agent.service.revoke("staff", "81.2.69.142", user="alice") == 1
+        writes = len(emu.writes(app.tenant_id))
+        agent.engine.step()  # make the writer look now; it must decide nothing changes
+        assert remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"}
+        assert len(emu.writes(app.tenant_id)) == writes
+        assert agent.service.revoke("staff", "81.2.69.142", user="bob") == 1
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {PLACEHOLDER})
+        assert agent.engine.status()["acls"]["staff"]["empty"] is True
+    finally:
+        agent.stop()
+
+
+def test_hand_edit_in_the_portal_is_repaired(throttled: Emulator, app: Any, tmp_path: Path) -> None:
+    emu = throttled
+    agent = start_agent(emu, app, tmp_path, agent={"verify_interval": 1.0})
+    try:
+        agent.service.grant("staff", "81.2.69.142", "alice", ttl=3600, source="test")
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"})
+        location_id = next(loc["id"] for loc in emu.locations(app.tenant_id) if loc["displayName"] == LOCATION)
+        emu.edit_location(app.tenant_id, location_id, ["81.2.69.142/32", "81.2.99.99/32"])
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"})
+    finally:
+        agent.stop()
+
+
+def test_storm_of_429s_without_retry_after_converges(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    agent = start_agent(emu, app, tmp_path, agent={"rate": 20.0})
+    try:
+        emu.set_fault(EmulatorFault(kind="throttle", host="graph", count=6))
+        addresses = public_addresses(30, second=3)
+        for i, address in enumerate(addresses):
+            agent.service.grant("staff", address, f"user{i}", ttl=3600, source="test")
+        wanted = {f"{a}/32" for a in addresses}
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == wanted, 120)
+        assert emu.counters.get("429", 0) >= 6
+        assert len(agent.store.active("staff")) == 30
+        assert agent.metrics.render().count(b"entragate_throttled_total") >= 1
+    finally:
+        agent.stop()
+
+
+def test_403_stops_writes_keeps_grants_and_resumes(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    emu.create_location(app.tenant_id, LOCATION, [PLACEHOLDER])
+    emu.set_roles(app.tenant_id, app.client_id, ["Policy.Read.All"])
+    agent = start_agent(emu, app, tmp_path, agent={"rate": 20.0})
+    try:
+        agent.service.grant("staff", "81.2.69.142", "alice", ttl=3600, source="test")
+
+        def status_code() -> str | None:
+            error = agent.engine.status()["acls"]["staff"]["locations"][0]["last_error"]
+            return error["code"] if error else None
+
+        assert wait_for(lambda: status_code() == "ENTRA002", 30)
+        assert remote_ranges(emu, app.tenant_id) == {PLACEHOLDER}
+        assert len(agent.store.active("staff")) == 1
+        emu.set_roles(app.tenant_id, app.client_id, ["Policy.Read.All", "Policy.ReadWrite.ConditionalAccess"])
+        # a new token carries the new role; msal's cache would keep the old one for an hour
+        agent.graph.tokens.invalidate()
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"}, 60)
+        assert wait_for(lambda: status_code() is None, 30)
+    finally:
+        agent.stop()
+
+
+def test_shards_spread_ranges_without_rewriting_every_location(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    acls = {"staff": AclConfig(name="staff", location=LOCATION, max_ranges=10, max_locations=3)}
+    agent = start_agent(emu, app, tmp_path, acls=acls, agent={"rate": 50.0})
+    try:
+        addresses = public_addresses(25, second=4)
+        for i, address in enumerate(addresses):
+            agent.service.grant("staff", address, f"user{i}", ttl=3600, source="test")
+
+        def all_shards() -> set[str]:
+            found: set[str] = set()
+            for name in (LOCATION, f"{LOCATION} (2)", f"{LOCATION} (3)"):
+                found |= remote_ranges(emu, app.tenant_id, name) or set()
+            return found
+
+        wanted = {f"{a}/32" for a in addresses}
+        assert wait_for(lambda: all_shards() == wanted)
+        for name in (LOCATION, f"{LOCATION} (2)", f"{LOCATION} (3)"):
+            assert len(remote_ranges(emu, app.tenant_id, name) or ()) <= 10
+        writes = len(emu.writes(app.tenant_id))
+        agent.service.grant("staff", "81.4.200.1", "late", ttl=3600, source="test")
+        assert wait_for(lambda: "81.4.200.1/32" in all_shards())
+        assert len(emu.writes(app.tenant_id)) - writes == 1
+        # the shards are full beyond 30: the next grants are refused with ENTRA007, never dropped
+        from entragate.errors import RequestRejected
+
+        for i in range(4):
+            agent.service.grant("staff", f"81.4.201.{i + 1}", f"more{i}", ttl=3600, source="test")
+        with pytest.raises(RequestRejected):
+            agent.service.grant("staff", "81.4.202.1", "overflow", ttl=3600, source="test")
+        assert all(g.cidr != "81.4.202.1/32" for g in agent.store.active("staff"))
+    finally:
+        agent.stop()
+
+
+def test_dry_run_plans_without_writing(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    from entragate.agent import sync_once
+    from entragate.grants import open_store
+
+    config: Config = make_config(emu, app, tmp_path, agent={"rate": 50.0})
+    emu.create_location(app.tenant_id, LOCATION, ["81.2.99.99/32"])
+    store = open_store(config.agent.store)
+    from datetime import UTC, datetime, timedelta
+
+    store.add("staff", "alice", "81.2.69.142/32", datetime.now(UTC) + timedelta(hours=1), source="test")
+    store.close()
+    writes = len(emu.writes(app.tenant_id))
+    plan = sync_once(config, dry_run=True)
+    assert plan["plan"]["staff"][0]["add"] == ["81.2.69.142/32"]
+    assert plan["plan"]["staff"][0]["remove"] == ["81.2.99.99/32"]
+    assert len(emu.writes(app.tenant_id)) == writes
+    result = sync_once(config)
+    assert result["writes"] == 1
+    assert remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"}
