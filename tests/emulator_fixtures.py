@@ -124,7 +124,8 @@ class TenantApp:
 
     def graph(self, method: str, path: str, **kw: Any) -> requests.Response:
         headers = kw.pop("headers", {})
-        headers.setdefault("Authorization", f"Bearer {self.access_token()}")
+        if "Authorization" not in headers:
+            headers["Authorization"] = f"Bearer {self.access_token()}"
         url = path if path.startswith("https://") else "https://graph.microsoft.com/v1.0/" + path.lstrip("/")
         return self.session.request(method, url, headers=headers, timeout=10, **kw)
 

@@ -76,7 +76,9 @@ def test_grant_host_addresses_become_single_address_ranges(
     assert created[0]["expires_at"].endswith("Z")
 
 
-def test_grant_again_renews(service: GrantService, store: GrantStore, log_stream: io.StringIO) -> None:
+def test_grant_again_renews(
+    service: GrantService, store: GrantStore, log_stream: io.StringIO
+) -> None:
     now = utcnow()
     first = service.grant("staff", V4, "alice", ttl=600, now=now)
     second = service.grant("staff", V4, "alice", ttl=7200, now=now + timedelta(seconds=5))

@@ -280,7 +280,6 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     server_version = f"entragate/{__version__}"
-    sys_version = ""
     timeout = 30  # an idle or slow client cannot hold a thread for ever
 
     # ------------------------------------------------------------------ plumbing
@@ -288,6 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def api(self) -> ApiServer:
         return self.server.api
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Replaced: the default writes the request line to stderr; see _access_log."""
@@ -303,6 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             phrase = "error"
         self.close_connection = True
+        self.api.log.warning("api.protocol_error", status=int(code), client=self.client_address[0])
         self._send_json(
             code, _error_body("bad_request" if code == 400 else f"http_{code}", message or phrase)
         )

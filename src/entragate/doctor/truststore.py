@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from entragate.doctor.roots import (
     MICROSOFT_ROOTS,
@@ -229,7 +230,8 @@ def inspect_trust(
             names.append(root.name)
     for exp in expected_roots:
         if spki_sha256(exp) in keys and microsoft_root_for(exp) is None:
-            names.append(exp.subject.rfc4514_string())
+            cns = exp.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            names.append(str(cns[0].value) if cns else exp.subject.rfc4514_string())
     age = (now - max(mtimes)) / 86400.0 if mtimes else None
     return TrustStoreReport(
         origin=origin,

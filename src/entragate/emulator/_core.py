@@ -987,8 +987,9 @@ class Emulator:
             header, claims, signing_input, signature = _jwt.parse(assertion)
         except _jwt.JwtError:
             raise TokenError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
-        wanted_sha1 = header.get("x5t")
-        wanted_sha256 = header.get("x5t#S256")
+        # msal pads its base64url thumbprints, RFC 7515 does not: accept both.
+        wanted_sha1 = str(header.get("x5t") or "").rstrip("=")
+        wanted_sha256 = str(header.get("x5t#S256") or "").rstrip("=")
         cert = None
         for c in app.certificates:
             sha1, sha256 = _jwt.thumbprints(c)

@@ -1,0 +1,283 @@
+"""Run every doctor check with the agent's exact configuration (SPEC section 6).
+
+Independent work runs concurrently: one probe per Microsoft host (proxy, DNS,
+TCP, verified TLS, Date), the trust-store inspection and the token request.
+The Graph read follows the token.  Every network operation is bounded by the
+configured ``timeout`` and the whole run by ``timeout`` plus a small margin:
+work still running at the deadline is reported as ENTRA004 and abandoned on
+daemon threads (they end by themselves at their own socket timeouts).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from entragate.config import Config
+from entragate.doctor import checks as C
+from entragate.doctor.checks import CHECK_IDS, FAIL, SKIP, CheckResult, HostProbe
+from entragate.doctor.osfix import OsInfo, read_os_release
+from entragate.doctor.truststore import TrustStoreReport, inspect_trust
+from entragate.errors import EntraError, classify_exception
+
+T = TypeVar("T")
+
+#: How far past ``timeout`` the whole run may go (thread start-up, rendering).
+DEADLINE_MARGIN = 1.5
+
+
+@dataclass
+class Report:
+    checks: list[CheckResult]
+    os_info: OsInfo | None = None
+    config_source: str | None = None
+    elapsed: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.status == FAIL for c in self.checks)
+
+    @property
+    def first_failure(self) -> CheckResult | None:
+        return next((c for c in self.checks if c.status == FAIL), None)
+
+    @property
+    def code(self) -> str | None:
+        first = self.first_failure
+        if first is None:
+            return None
+        if first.code is not None:
+            return first.code
+        return next((c.code for c in self.checks if c.status == FAIL and c.code), None)
+
+    def check(self, check_id: str) -> CheckResult:
+        return next(c for c in self.checks if c.id == check_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "code": self.code, "checks": [c.to_json() for c in self.checks]}
+
+
+class _DaemonPool:
+    """``submit`` → ``Future`` on a daemon thread: like a ThreadPoolExecutor whose stuck
+    workers never delay the process's exit (a hung endpoint is abandoned, not joined)."""
+
+    def submit(self, fn: Callable[[], T], name: str) -> Future[T]:
+        future: Future[T] = Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - delivered through the future
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name=f"doctor-{name}", daemon=True).start()
+        return future
+
+
+def _wait(future: Future[Any], deadline: float) -> tuple[Any, BaseException | None, bool]:
+    """(value, error, timed_out) waiting at most until ``deadline`` (monotonic)."""
+    try:
+        return future.result(timeout=max(0.0, deadline - time.monotonic())), None, False
+    except FutureTimeout:
+        return None, None, True
+    except BaseException as exc:  # noqa: BLE001
+        return None, exc, False
+
+
+def _skip(check_id: str, why: str) -> CheckResult:
+    return CheckResult(check_id, SKIP, why)
+
+
+def config_error_report(problems: list[str], source: str | None) -> Report:
+    """A report for a configuration that cannot even be loaded."""
+    cause_list = [C.Cause("config_invalid", p) for p in problems]
+    first = CheckResult(
+        "config",
+        FAIL,
+        f"the configuration{' in ' + source if source else ''} is invalid: {problems[0] if problems else ''}",
+        code=None,
+        causes=cause_list,
+        fix=[f"fix: {p}" for p in problems],
+    )
+    rest = [_skip(cid, "not run: the configuration is invalid") for cid in CHECK_IDS[1:]]
+    return Report([first, *rest], config_source=source)
+
+
+def run_doctor(
+    config: Config,
+    env: Mapping[str, str] | None = None,
+    os_release_path: str = "/etc/os-release",
+    *,
+    now: Callable[[], datetime] | None = None,
+) -> Report:
+    """Every check, in SPEC order, bounded by ``config.timeout`` + a small margin."""
+    from entragate.transport import new_session
+
+    started = time.monotonic()
+    clock = now or (lambda: datetime.now(UTC))
+    env_map = C.env_snapshot(env)
+    timeout = float(config.timeout)
+    deadline = started + timeout + DEADLINE_MARGIN
+    os_info = read_os_release(os_release_path)
+    expected_roots, expected_error = C.load_expected_roots(config)
+    hosts = list(dict.fromkeys([config.login_host, config.graph_host]))
+
+    results: dict[str, CheckResult] = {}
+    results["config"] = C.check_config(config, now=clock(), expected_roots_error=expected_error)
+
+    session = new_session(config, env_map)
+    trust_source = session.trust
+    pool = _DaemonPool()
+
+    # --- independent work, concurrently
+    probe_futures = {
+        host: pool.submit(
+            lambda h=host: C.probe_host(config, env_map, h, session.ssl_context, timeout=timeout),  # type: ignore[misc]
+            f"probe-{host}",
+        )
+        for host in hosts
+    }
+    trust_future: Future[TrustStoreReport] = pool.submit(
+        lambda: inspect_trust(
+            trust_source.cafile, trust_source.capath, trust_source.origin, expected_roots=expected_roots
+        ),
+        "truststore",
+    )
+    has_credential = bool(config.tenant_id and config.client_id) and (
+        config.client_secret is not None or config.client_certificate is not None
+    )
+    # Token, then one Graph read, on their own thread as soon as possible: the token
+    # only ever goes to the token endpoint over the agent's verified TLS.
+    graph: dict[str, Any] = {}
+    graph_future: Future[None] | None = None
+    if has_credential:
+        from entragate.graph.client import GraphClient
+        from entragate.graph.identity import TokenProvider
+
+        tokens = TokenProvider(config, session)
+        client = GraphClient(config, session, tokens)
+
+        def graph_job() -> None:
+            try:
+                graph["token"] = tokens.access_token()
+            except BaseException as exc:  # noqa: BLE001 - reported by the token check
+                graph["token_error"] = exc
+                return
+            graph["list_started"] = True
+            try:
+                graph["locations"] = client.list_locations()
+            except BaseException as exc:  # noqa: BLE001 - reported by the locations check
+                graph["list_error"] = exc
+
+        graph_future = pool.submit(graph_job, "graph")
+
+    # --- probes
+    probes: list[HostProbe] = []
+    for host, fut in probe_futures.items():
+        probe, error, timed_out = _wait(fut, deadline)
+        if probe is not None:
+            probes.append(probe)
+            continue
+        p = HostProbe(host=host, stage="tcp", timed_out=timed_out, error=error or TimeoutError("doctor deadline"))
+        p.entra = classify_exception(p.error or TimeoutError(), host=host, operation="doctor probe")
+        probes.append(p)
+    trust_value, trust_error, _ = _wait(trust_future, deadline)
+    trust = trust_value or inspect_trust(None, None, "system", expected_roots=expected_roots)
+    if trust_error is not None:  # pragma: no cover - inspect_trust does not raise
+        trust.problem = f"inspection failed: {trust_error}"
+
+    results["proxy"] = C.check_proxy(probes, hosts)
+    results["dns"] = C.check_dns(probes)
+    results["tcp"] = C.check_tcp(probes)
+    results["tls"] = C.check_tls(
+        probes, trust=trust, expected_roots=expected_roots, os_info=os_info, hosts=hosts, now=clock()
+    )
+    results["clock"] = C.check_clock(probes, os_info=os_info, tls=results["tls"])
+    results["truststore"] = C.check_truststore(trust, env=env_map, os_info=os_info, tls=results["tls"])
+
+    # --- token
+    if graph_future is not None:
+        _wait(graph_future, deadline)
+    graph = dict(graph)  # a snapshot: an abandoned job may still write to the original
+    login_probe = next((p for p in probes if p.host == config.login_host), None)
+    login_ok = login_probe is not None and login_probe.verified
+    access_token: str | None = graph.get("token")
+    if graph_future is None:
+        results["token"] = _skip("token", "not attempted: tenant_id, client_id or a credential is missing (see config)")
+    elif access_token is not None:
+        results["token"] = C.token_result(
+            None, host=config.login_host, timed_out=False, timeout=timeout, os_info=os_info
+        )
+    elif not login_ok:
+        failed = next((c for c in ("proxy", "dns", "tcp", "tls") if results[c].status == FAIL), "tls")
+        results["token"] = _skip("token", f"not attempted: {config.login_host} is unreachable (see {failed})")
+    elif "token_error" in graph:
+        error = graph["token_error"]
+        err = error if isinstance(error, EntraError) else classify_exception(
+            error, host=config.login_host, operation="token request"
+        )
+        results["token"] = C.token_result(
+            err, host=config.login_host, timed_out=False, timeout=timeout, os_info=os_info
+        )
+    else:
+        results["token"] = C.token_result(
+            None, host=config.login_host, timed_out=True, timeout=timeout, os_info=os_info
+        )
+
+    # --- permissions, locations, throttling
+    graph_error: EntraError | None = None
+    if access_token is None:
+        results["permissions"] = _skip("permissions", "no access token (see token)")
+        results["locations"] = _skip("locations", "no access token (see token)")
+        results["throttling"] = _skip("throttling", "no Graph request was made (see token)")
+    else:
+        results["permissions"] = C.check_permissions(access_token)
+        if "locations" in graph:
+            results["locations"] = C.check_locations(config, graph["locations"])
+        else:
+            if "list_error" in graph:
+                error = graph["list_error"]
+                graph_error = error if isinstance(error, EntraError) else classify_exception(
+                    error, host=config.graph_host, operation="list named locations"
+                )
+            else:
+                graph_error = classify_exception(
+                    TimeoutError("doctor deadline"), host=config.graph_host, operation="list named locations"
+                )
+            if graph_error.code == "ENTRA002":
+                if results["permissions"].status != FAIL:
+                    results["permissions"] = C.graph_error_result(
+                        "permissions", graph_error, host=config.graph_host
+                    )
+                results["locations"] = _skip("locations", "Graph refused the read (see permissions)")
+            elif graph_error.code == "ENTRA005":
+                results["locations"] = _skip("locations", "Graph throttled the read (see throttling)")
+            elif graph_error.code in ("ENTRA000", "ENTRA003", "ENTRA009") and any(
+                results[c].status == FAIL for c in ("proxy", "dns", "tcp", "tls")
+            ):
+                failed = next(c for c in ("proxy", "dns", "tcp", "tls") if results[c].status == FAIL)
+                results["locations"] = _skip("locations", f"{config.graph_host} is unreachable (see {failed})")
+            else:
+                results["locations"] = C.graph_error_result("locations", graph_error, host=config.graph_host)
+        results["throttling"] = C.check_throttling(config, graph_error, 1)
+        if graph_error is not None and graph_error.code != "ENTRA005":
+            results["throttling"] = _skip("throttling", "the Graph read failed (see locations)")
+
+    report = Report(
+        [results[cid] for cid in CHECK_IDS],
+        os_info=os_info,
+        config_source=config.source,
+        elapsed=time.monotonic() - started,
+    )
+    report.extra["trust"] = trust.to_json()
+    report.extra["hosts"] = hosts
+    return report
