@@ -462,3 +462,23 @@ def test_command_json_and_exit_codes(tenant: Tenant, monkeypatch: pytest.MonkeyP
 def test_command_help_has_example() -> None:
     res = CliRunner().invoke(doctor_command, ["--help"])
     assert res.exit_code == 0 and "entragate doctor --json" in res.output
+
+
+@pytest.mark.parametrize(
+    ("release", "needles"),
+    [
+        ("debian-12", ["/usr/local/share/ca-certificates/", "update-ca-certificates"]),
+        ("rocky-9", ["/etc/pki/ca-trust/source/anchors/", "update-ca-trust extract"]),
+        ("alpine-3.20", ["apk add ca-certificates", "update-ca-certificates"]),
+    ],
+)
+def test_interception_with_system_store_prints_os_fix(tenant: Tenant, release: str, needles: list[str]) -> None:
+    """No ca_bundle and no CA variables: the store in effect is the system's."""
+    tenant.emu.set_tls_scenario("intercepted", issuer_cn="Zscaler Root CA", issuer_o="Zscaler Inc.")
+    env = {k: v for k, v in clean_env().items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")}
+    config = tenant.config(ca_bundle=None, env=env)
+    report = run_doctor(config, env, str(Path(__file__).parent / "data" / "os-release" / release))
+    assert_failure(report, "ENTRA003", "tls", ["tls_interception"])
+    fix = "\n".join(report.check("tls").fix)
+    for needle in needles:
+        assert needle in fix, fix

@@ -92,7 +92,7 @@ def test_entra002_read_only_permission(emu: Emulator, app: object) -> None:
 @pytest.mark.parametrize(
     ("scenario", "verify_codes"),
     [
-        ("intercepted", {20}),
+        ("intercepted", {19, 20}),
         ("expired", {10}),
         ("not_yet_valid", {9}),
         ("wrong_host", {62}),

@@ -9,7 +9,6 @@ from typing import Any
 
 from entragate.api import ApiServer, load_or_create_api_token
 from entragate.config import Config
-from entragate.errors import EntraError
 from entragate.grants import open_store
 from entragate.grants.store import GrantStore
 from entragate.graph.client import GraphClient

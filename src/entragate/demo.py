@@ -180,7 +180,7 @@ def _print_status(console: Console, status: dict[str, Any]) -> None:
 
 
 def _doctor_story(console: Console, emu: Any, app: Any, workdir: Path) -> None:
-    from entragate.doctor.render import render_report
+    from entragate.doctor.render import render as render_report
     from entragate.doctor.runner import run_doctor
 
     emu.set_tls_scenario("intercepted", issuer_cn="Zscaler Root CA", issuer_o="Zscaler Inc.")
