@@ -46,6 +46,7 @@ class Agent:
         env: Mapping[str, str] | None = None,
         store: GrantStore | None = None,
         parked_retry: float = 60.0,
+        backoff_cap: float = 32.0,
         listen_port: int | None = None,
     ) -> None:
         self.config = config
@@ -54,7 +55,9 @@ class Agent:
         self.pacer = Pacer(config.agent.rate)
         self.graph = build_graph(config, self.pacer, self.metrics, env)
         self.engine = SyncEngine(
-            config, self.store, self.graph, self.pacer, metrics=self.metrics, parked_retry=parked_retry
+            config, self.store, self.graph, self.pacer, metrics=self.metrics,
+            parked_retry=parked_retry,
+            backoff_cap=backoff_cap,
         )
         self.service = GrantService(
             config, self.store, capacity=capacity_for(config), on_change=self.engine.notify
