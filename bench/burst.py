@@ -31,6 +31,7 @@ from entragate.emulator import Emulator, EmulatorFault
 from entragate.errors import EntraError, Throttled
 from entragate.logs import configure_logging
 from entragate.sync.pacer import full_jitter
+from entragate.sync.ranges import covers
 
 LOCATION = "Bench staff"
 
@@ -64,7 +65,7 @@ def visibility(emu: Emulator, tenant: str, acked: dict[str, float]) -> list[floa
     writes = sorted(emu.writes(tenant), key=lambda w: w.time)
     latencies = []
     for cidr, at in acked.items():
-        seen = next((w.time for w in writes if w.time >= at and cidr in w.ranges), None)
+        seen = next((w.time for w in writes if w.time >= at and w.ranges and covers(w.ranges, cidr)), None)
         if seen is not None:
             latencies.append(seen - at)
     return latencies
@@ -129,8 +130,8 @@ def run_entragate(emu: Emulator, n: int, workdir: Path, timeout: float) -> dict[
         want = set(acked)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            current = {r["cidrAddress"] for loc in emu.locations(tenant) for r in loc["ipRanges"]}
-            if want <= current:
+            current = [r["cidrAddress"] for loc in emu.locations(tenant) for r in loc["ipRanges"]]
+            if all(covers(current, cidr) for cidr in want):
                 break
             time.sleep(0.05)
     result = summarise(visibility(emu, tenant, acked), graph_requests(emu, tenant, since), n)

@@ -7,6 +7,7 @@ loopback (through ``connect_to``) with Microsoft's 1 request/second throttle on.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from rich.table import Table
 from entragate.config import AclConfig, AgentConfig, Config, ConnectTo, Secret
 from entragate.errors import EntraError
 from entragate.logs import configure_logging
+from entragate.sync.ranges import covers
 
 LOCATION = "Entragate staff"
 
@@ -56,11 +58,16 @@ def demo_config(emu: Any, app: Any, workdir: Path, **overrides: Any) -> Config:
     return Config(**values)
 
 
-def _ranges(emu: Any, tenant: str) -> set[str]:
+def _ranges(emu: Any, tenant: str) -> list[str]:
     for location in emu.locations(tenant):
         if location.get("displayName") == LOCATION:
-            return {r["cidrAddress"] for r in location.get("ipRanges", [])}
-    return set()
+            return [r["cidrAddress"] for r in location.get("ipRanges", [])]
+    return []
+
+
+def _visible(emu: Any, tenant: str, cidrs: set[str]) -> bool:
+    current = _ranges(emu, tenant)
+    return all(covers(current, cidr) for cidr in cidrs)
 
 
 def run_demo(console: Console | None = None) -> int:
@@ -69,7 +76,7 @@ def run_demo(console: Console | None = None) -> int:
     from entragate.graph import GraphClient
 
     console = console or Console()
-    configure_logging(json_lines=True, stream=open("/dev/null", "w"))  # noqa: SIM115 - quiet for the demo
+    configure_logging(json_lines=True, stream=open(os.devnull, "w"))  # noqa: SIM115 - quiet for the demo
     with tempfile.TemporaryDirectory(prefix="entragate-demo-") as tmp:
         workdir = Path(tmp)
         emu = Emulator(state_dir=workdir / "emulator", rate_limit=1.0)
@@ -110,7 +117,7 @@ def run_demo(console: Console | None = None) -> int:
                         response.raise_for_status()
                 acked = time.monotonic() - started
                 wanted = {f"{a}/32" for a in addresses}
-                _wait(lambda: wanted <= _ranges(emu, tenant), 15)
+                _wait(lambda: _visible(emu, tenant, wanted), 15)
                 visible = time.monotonic() - started
                 patches = len(emu.writes(tenant)) - writes_before
                 console.print(
@@ -127,17 +134,17 @@ def run_demo(console: Console | None = None) -> int:
                     headers=headers,
                     timeout=10,
                 ).raise_for_status()
-                _wait(lambda: f"{short}/32" in _ranges(emu, tenant), 10)
+                _wait(lambda: _visible(emu, tenant, {f"{short}/32"}), 10)
                 console.print(f"\n[bold]3. Expiry[/]: {short} granted for 3 s, now in the location")
-                gone = _wait(lambda: f"{short}/32" not in _ranges(emu, tenant), 15)
+                gone = _wait(lambda: not _visible(emu, tenant, {f"{short}/32"}), 15)
                 console.print(f"   ... and {'removed at expiry' if gone else '[red]still present[/]'}")
 
                 # 4. Drift repair: somebody edits the location by hand in the portal
                 stray = "81.2.71.66/32"
                 current = _ranges(emu, tenant)
-                emu.edit_location(tenant, location.id, sorted(current | {stray}))
+                emu.edit_location(tenant, location.id, sorted(set(current) | {stray}))
                 console.print(f"\n[bold]4. Hand edit[/]: {stray} added in the portal by hand")
-                repaired = _wait(lambda: stray not in _ranges(emu, tenant), 15)
+                repaired = _wait(lambda: not _visible(emu, tenant, {stray}), 15)
                 console.print(
                     "   ... " + ("repaired by the next verification" if repaired else "[red]not repaired[/]")
                 )

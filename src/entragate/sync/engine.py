@@ -202,7 +202,13 @@ class SyncEngine:
             locations = self.graph.list_locations()
         except EntraError as error:
             self._record_failure_all(error)
-            self._verify_due = time.monotonic() + min(self.config.agent.verify_interval, 5.0)
+            # Transient failures retry as soon as the pacer's backoff allows; others slowly.
+            retry_in = (
+                self.pacer.seconds_until_ready()
+                if error.retryable
+                else min(self.config.agent.verify_interval, self.parked_retry)
+            )
+            self._verify_due = time.monotonic() + retry_in
             return False
         with self._lock:
             for acl_name, states in self.shards.items():
@@ -378,42 +384,51 @@ class SyncEngine:
     # ---------------------------------------------------------------- failures
 
     def _record_failure_all(self, error: EntraError) -> None:
+        """A failure before any location was touched (the shared read): back off once."""
+        throttled_until = self._back_off(error)
         with self._lock:
             for states in self.shards.values():
                 for state in states:
-                    self._record_failure(state, error, log=False)
+                    self._note_failure(state, error, throttled_until)
         self.log.error(
             "sync.failed", code=error.code, error=error.message, request_id=error.request_id
         )
 
-    def _record_failure(self, state: LocationState, error: EntraError, *, log: bool = True) -> None:
-        state.last_error = error
-        state.failures += 1
-        if self.metrics is not None:
-            self.metrics.set_error(state.acl, state.name, error.code)
+    def _record_failure(self, state: LocationState, error: EntraError) -> None:
+        self._note_failure(state, error, self._back_off(error))
+        self.log.error(
+            "sync.failed",
+            acl=state.acl,
+            location=state.name,
+            code=error.code,
+            error=error.message,
+            request_id=error.request_id,
+        )
+
+    def _back_off(self, error: EntraError) -> datetime | None:
+        """Push the tenant's next request out; returns when a throttle ends."""
+        if not error.retryable:
+            return None
+        self._backoff_attempts += 1
         if isinstance(error, Throttled):
-            self._backoff_attempts += 1
             delay = error.retry_after
             if delay is None:
                 delay = full_jitter(self._backoff_attempts, cap=self.backoff_cap, floor=self.pacer.interval)
             deadline = self.pacer.penalize(delay)
-            state.throttled_until = datetime.now(UTC) + _seconds(deadline - time.monotonic())
             if self.metrics is not None:
                 self.metrics.throttled()
-        elif error.retryable:
-            self._backoff_attempts += 1
-            self.pacer.penalize(full_jitter(self._backoff_attempts, cap=self.backoff_cap, floor=0.5))
-        else:
+            return datetime.now(UTC) + _seconds(deadline - time.monotonic())
+        self.pacer.penalize(full_jitter(self._backoff_attempts, cap=self.backoff_cap, floor=0.5))
+        return None
+
+    def _note_failure(self, state: LocationState, error: EntraError, throttled_until: datetime | None) -> None:
+        state.last_error = error
+        state.failures += 1
+        state.throttled_until = throttled_until
+        if self.metrics is not None:
+            self.metrics.set_error(state.acl, state.name, error.code)
+        if not error.retryable:
             self._park(state, error)
-        if log:
-            self.log.error(
-                "sync.failed",
-                acl=state.acl,
-                location=state.name,
-                code=error.code,
-                error=error.message,
-                request_id=error.request_id,
-            )
 
     def _park(self, state: LocationState, error: EntraError) -> None:
         state.last_error = error

@@ -330,3 +330,13 @@ def _sort_key_str(text: str) -> tuple[int, int, int, str]:
     except ValueError:
         return (9, 0, 0, text)
     return (n.version, int(n.network_address), n.prefixlen, "")
+
+
+def covers(ranges: Iterable[str], cidr: str) -> bool:
+    """Whether ``cidr`` lies wholly inside one of ``ranges`` (collapsed lists hide /32s)."""
+    target = ipaddress.ip_network(cidr, strict=False)
+    for text in ranges:
+        network = ipaddress.ip_network(text, strict=False)
+        if network.version == target.version and target.subnet_of(network):  # type: ignore[arg-type]
+            return True
+    return False
