@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 import ipaddress
 import threading
 import time
@@ -89,6 +90,7 @@ class Grant:
         return (self.expires_at - (now or utcnow())).total_seconds()
 
 
+@functools.lru_cache(maxsize=65536)  # called for every stored cidr on every add
 def cidr_sort_key(cidr: str) -> tuple[int, int, int]:
     """Address order: IPv4 before IPv6, then by network address, then by prefix length."""
     net = ipaddress.ip_network(cidr)

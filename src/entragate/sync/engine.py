@@ -67,6 +67,8 @@ class LocationState:
 def check_capacity(acl: AclConfig, cidrs: list[str]) -> None:
     """Refuse (ENTRA007) a grant that would not fit in the ACL's shards."""
     capacity = acl.max_ranges * acl.max_locations
+    if len(cidrs) + len(acl.static) <= capacity:
+        return  # collapsing only ever lowers the count: no need to compute it
     needed = len(desired_ranges(acl.static, cidrs))
     if needed > capacity:
         raise RequestRejected(
