@@ -8,27 +8,10 @@ from urllib.parse import quote
 import requests
 
 from entragate.config import Config
+from entragate.grants.validation import REASONS
 
 # 4xx codes that mean "the caller's input or setup was wrong" (CLI exit 2)
-INPUT_CODES = frozenset(
-    {
-        "invalid_ip",
-        "zone_id",
-        "forbidden_range",
-        "prefix_too_short",
-        "host_bits_set",
-        "invalid_ttl",
-        "ttl_too_long",
-        "invalid_user",
-        "invalid_acl",
-        "unknown_acl",
-        "capacity",
-        "malformed_json",
-        "invalid_request",
-        "unauthorized",
-        "body_too_large",
-    }
-)
+INPUT_CODES = REASONS | {"malformed_json", "invalid_request", "unauthorized", "body_too_large"}
 
 
 class AgentError(Exception):
@@ -53,13 +36,18 @@ class AgentUnreachable(AgentError):
 def agent_url(config: Config) -> str:
     """The base URL of the agent's API from ``agent.listen`` (wildcards become loopback)."""
     host = config.agent.listen_host
+    return loopback_url(host, config.agent.listen_port)
+
+
+def loopback_url(host: str, port: int) -> str:
+    """The URL a local client uses for a listener on ``host`` (wildcards mean loopback)."""
     if host in ("", "0.0.0.0"):  # noqa: S104 - naming the wildcard, not binding it
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{config.agent.listen_port}"
+    return f"http://{host}:{port}"
 
 
 class AgentClient:

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from entragate import __version__
+from entragate.agent_client import loopback_url
 from entragate.config import Config
 from entragate.errors import EntraError
 from entragate.grants import InvalidGrant, StoreUnavailable
@@ -256,14 +257,7 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        host = self.host
-        if host in ("", "0.0.0.0"):  # noqa: S104 - naming the wildcard, not binding it
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return loopback_url(self.host, self.port)
 
     # ------------------------------------------------------------------ helpers
 

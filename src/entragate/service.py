@@ -10,13 +10,11 @@ squeeze into the last free slot.
 from __future__ import annotations
 
 import builtins
-import ipaddress
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from entragate.config import AclConfig, Config
-from entragate.errors import RequestRejected
+from entragate.config import Config
 from entragate.grants import (
     Grant,
     GrantStore,
@@ -32,6 +30,7 @@ from entragate.grants import (
     validate_user,
 )
 from entragate.logs import get_logger
+from entragate.sync.engine import check_capacity
 
 Capacity = Callable[[str, list[str]], None]
 
@@ -40,62 +39,21 @@ MAX_SOURCE_LEN = 64
 
 
 class UnknownAcl(InvalidGrant):
-    """The ACL name is well formed but not configured (``[acl.NAME]``); reason ``unknown_acl``."""
+    """The ACL name is well formed but not configured (``[acl.NAME]``)."""
 
     def __init__(self, acl: str, known: Iterable[str]) -> None:
         names = ", ".join(sorted(known)) or "none configured"
-        super().__init__("invalid_acl", f"acl {acl!r} is not configured (known: {names})", acl)
-        # InvalidGrant guards its fields against assignment; this subclass owns its reason.
-        object.__setattr__(self, "reason", "unknown_acl")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_unknown_acl, (self.value or "", self.message))
-
-
-def _rebuild_unknown_acl(acl: str, message: str) -> UnknownAcl:
-    exc = UnknownAcl(acl, ())
-    object.__setattr__(exc, "message", message)
-    return exc
-
-
-def _desired_count(static: Iterable[str], cidrs: Iterable[str]) -> int:
-    """How many ranges the ACL would hold: union, collapsed (never adds an address)."""
-    nets: dict[int, list[Any]] = {4: [], 6: []}
-    for text in [*static, *cidrs]:
-        net = ipaddress.ip_network(text, strict=False)
-        nets[net.version].append(net)
-    return sum(len(list(ipaddress.collapse_addresses(group))) for group in nets.values() if group)
+        super().__init__("unknown_acl", f"acl {acl!r} is not configured (known: {names})", acl)
 
 
 def default_capacity(config: Config) -> Capacity:
-    """The ACL's shards (``max_ranges`` x ``max_locations``) as the limit.
-
-    Uses the sync engine's own rule when it is importable, so the CLI's direct mode
-    refuses exactly what the agent would.
-    """
+    """The ACL's shards (``max_ranges`` x ``max_locations``) as the limit: the sync
+    engine's own rule, so the CLI's direct mode refuses exactly what the agent would."""
 
     def check(acl_name: str, cidrs: list[str]) -> None:
-        acl = config.acls[acl_name]
-        try:
-            from entragate.sync.engine import check_capacity
-        except ImportError:
-            _fallback_capacity(acl, cidrs)
-            return
-        check_capacity(acl, cidrs)
+        check_capacity(config.acls[acl_name], cidrs)
 
     return check
-
-
-def _fallback_capacity(acl: AclConfig, cidrs: list[str]) -> None:
-    capacity = acl.max_ranges * acl.max_locations
-    needed = _desired_count(acl.static, cidrs)
-    if needed > capacity:
-        raise RequestRejected(
-            f"acl {acl.name!r} is full: {needed} ranges would exceed {acl.max_locations} "
-            f"location(s) x {acl.max_ranges} ranges",
-            operation="grant",
-            hint="raise max_locations for this acl, or revoke unused grants",
-        )
 
 
 class GrantService:

@@ -25,6 +25,7 @@ Reason = Literal[
     "ttl_too_long",
     "invalid_user",
     "invalid_acl",
+    "unknown_acl",
     "capacity",
 ]
 REASONS: frozenset[str] = frozenset(get_args(Reason))
