@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit bench clean
+PG_BIN := /usr/lib/postgresql/15/bin
+
+.PHONY: setup demo test lint unit bench clean system-deps
 
 setup: $(STAMP)
 
@@ -22,7 +24,13 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-unit: setup
+# The PostgreSQL tests start their own server from these binaries; install them if absent.
+system-deps:
+	@test -x $(PG_BIN)/initdb || { \
+		echo "installing postgresql-15 (the PostgreSQL store tests start their own server)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; }
+
+unit: setup system-deps
 	$(BIN)/python -m pytest -q
 
 test: lint unit

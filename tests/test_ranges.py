@@ -407,3 +407,11 @@ def test_capacity_check_agrees_with_the_planner(
         assert plan.overflow
     else:
         assert not plan.overflow
+
+
+def test_collapsing_never_builds_a_range_graph_refuses() -> None:
+    # two adjacent /9s would merge into 81.0.0.0/8; Microsoft accepts only masks longer than /8
+    merged = desired_ranges(["81.0.0.0/9", "81.128.0.0/9"], [])
+    assert [str(n) for n in merged] == ["81.0.0.0/9", "81.128.0.0/9"]
+    merged6 = desired_ranges(["2a00::/16", "2a01::/16"], [])
+    assert [str(n) for n in merged6] == ["2a00::/16", "2a01::/16"]

@@ -31,7 +31,7 @@ from entragate.grants.validation import REASONS
         ("  81.2.69.142\n", "81.2.69.142/32"),
         ("81.2.69.142/32", "81.2.69.142/32"),
         ("81.2.69.0/24", "81.2.69.0/24"),
-        ("81.0.0.0/8", "81.0.0.0/8"),
+        ("81.0.0.0/9", "81.0.0.0/9"),
         ("2a00:1450:4001:80b::200e", "2a00:1450:4001:80b::200e/128"),
         ("2A00:1450:4001:080B:0:0:0:200E", "2a00:1450:4001:80b::200e/128"),
         ("2a00:1450::/32", "2a00:1450::/32"),
@@ -67,7 +67,8 @@ def test_host_becomes_single_address_network() -> None:
         ("81.2.69.142/24", "host_bits_set", "81.2.69.0/24"),
         ("2a00:1450::1/64", "host_bits_set", "2a00:1450::/64"),
         ("81.0.0.0/7", "host_bits_set", "80.0.0.0/7"),
-        ("80.0.0.0/7", "prefix_too_short", "/8"),
+        ("80.0.0.0/7", "prefix_too_short", "/9"),
+        ("81.0.0.0/8", "prefix_too_short", "/9"),
         ("2a00::/15", "prefix_too_short", "/16"),
         ("10.0.0.5", "forbidden_range", "private"),
         ("172.16.4.1", "forbidden_range", "private"),
@@ -97,7 +98,7 @@ def test_host_becomes_single_address_network() -> None:
         # a network that is partly public still includes forbidden space
         ("172.0.0.0/11", "forbidden_range", "includes private address space (172.16.0.0/12)"),
         ("192.0.0.0/16", "forbidden_range", "includes"),
-        ("100.0.0.0/8", "forbidden_range", "shared address space"),
+        ("100.64.0.0/10", "forbidden_range", "shared address space"),
     ],
 )
 def test_refuses_with_reason_and_message(text: str, reason: str, fragment: str) -> None:
@@ -151,7 +152,7 @@ def test_any_address_is_accepted_iff_global(
 
 
 @settings(deadline=None, max_examples=300)
-@given(st.ip_addresses(v=4), st.integers(min_value=8, max_value=32))
+@given(st.ip_addresses(v=4), st.integers(min_value=9, max_value=32))
 def test_accepted_networks_are_entirely_global(addr: ipaddress.IPv4Address, prefix: int) -> None:
     net = ipaddress.IPv4Network((int(addr), prefix), strict=False)
     try:

@@ -48,6 +48,7 @@ from entragate.doctor.tlsprobe import (
 )
 from entragate.doctor.truststore import TrustStoreReport
 from entragate.errors import EntraError, classify_exception
+from entragate.grants.validation import MIN_PREFIX_V4, MIN_PREFIX_V6
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 CHECK_IDS = (
@@ -1091,7 +1092,7 @@ def _static_problems(config: Config) -> list[str]:
                 continue
             if "/" not in cidr:
                 continue
-            minimum = 8 if net.version == 4 else 16
+            minimum = MIN_PREFIX_V4 if net.version == 4 else MIN_PREFIX_V6
             if net.prefixlen < minimum:
                 problems.append(f"acl.{acl.name}.static {cidr} is shorter than /{minimum}: Graph rejects it")
         if len(acl.static) > acl.max_ranges:
@@ -1111,7 +1112,7 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
             problems[0],
             code="ENTRA007",
             causes=[Cause("invalid_static_range", p) for p in problems],
-            fix=["fix the static ranges: CIDR form, at least /8 (IPv4) or /16 (IPv6), at most 2000 per location"],
+            fix=["fix the static ranges: CIDR form, at least /9 (IPv4) or /16 (IPv6), at most 2000 per location"],
         )
     if not config.acls:
         return CheckResult(

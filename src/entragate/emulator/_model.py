@@ -40,7 +40,7 @@ V4_TYPE = "#microsoft.graph.iPv4CidrRange"
 V6_TYPE = "#microsoft.graph.iPv6CidrRange"
 MAX_LOCATIONS = 195
 MAX_RANGES = 2000
-MIN_PREFIX = 8
+MIN_PREFIX = 9  # Microsoft: IPv4 CIDR masks greater than /8
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DNS_RE = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$")
@@ -174,7 +174,7 @@ def validate_ranges(value: Any) -> list[dict[str, str]]:
             raise GraphError(
                 400,
                 "BadRequest",
-                f"IP range '{cidr}' is too large: the prefix length must be at least /{MIN_PREFIX}.",
+                f"IP range '{cidr}' is too large: the prefix length must be greater than /{MIN_PREFIX - 1}.",
             )
         out.append({"@odata.type": otype, "cidrAddress": cidr})
     return out

@@ -134,7 +134,14 @@ def _forbidden_reason(net: IPNetwork) -> str | None:
     return None
 
 
-def parse_cidr(text: str, *, min_prefix_v4: int = 8, min_prefix_v6: int = 16) -> IPNetwork:
+# Microsoft documents IPv4 named-location ranges as "CIDR masks greater than /8": /9 and longer.
+MIN_PREFIX_V4 = 9
+MIN_PREFIX_V6 = 16
+
+
+def parse_cidr(
+    text: str, *, min_prefix_v4: int = MIN_PREFIX_V4, min_prefix_v6: int = MIN_PREFIX_V6
+) -> IPNetwork:
     """Parse an address or CIDR a client may be granted.
 
     A bare address becomes /32 or /128. Refused (``InvalidGrant``): anything that

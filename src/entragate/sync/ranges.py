@@ -18,7 +18,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from entragate.grants.validation import InvalidGrant
+from entragate.grants.validation import MIN_PREFIX_V4, MIN_PREFIX_V6, InvalidGrant
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -48,8 +48,12 @@ def collapse(nets: Iterable[IPNetwork]) -> list[IPNetwork]:
         else:
             v6.append(n)
     out: list[IPNetwork] = []
-    out.extend(ipaddress.collapse_addresses(v4))
-    out.extend(ipaddress.collapse_addresses(v6))
+    # A merge may never produce a range Graph refuses (IPv4 masks must exceed /8):
+    # such a network is split back into exact halves of the smallest allowed size.
+    for merged in ipaddress.collapse_addresses(v4):
+        out.extend(merged.subnets(new_prefix=MIN_PREFIX_V4) if merged.prefixlen < MIN_PREFIX_V4 else [merged])
+    for merged6 in ipaddress.collapse_addresses(v6):
+        out.extend(merged6.subnets(new_prefix=MIN_PREFIX_V6) if merged6.prefixlen < MIN_PREFIX_V6 else [merged6])
     return sorted(out, key=net_key)
 
 
