@@ -457,6 +457,7 @@ def test_token_sources(tmp_path: Path) -> None:
     other = tmp_path / "etc" / "token"
     other.parent.mkdir()
     other.write_text("from-file\n")
+    other.chmod(0o600)
     from_file = replace(config, agent=replace(config.agent, api_token_file=other))
     assert load_or_create_api_token(from_file) == "from-file"
 
@@ -486,3 +487,439 @@ def test_metrics_series() -> None:
     m.set_error("staff", "entragate staff", None)
     assert "ENTRA002" not in m.render().decode()
     assert Metrics().render() != text.encode()  # registries are independent
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def raw_exchange(port: int, request: bytes, *, wait: float = 5.0) -> bytes:
+    """Send raw bytes on one connection; read until the server closes it (or ``wait``)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(request)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            received += b"<still open>"
+    return received
+
+
+def raw_post(body: bytes, *, path: str = "/v1/grants", extra: bytes = b"") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n".encode()
+        + b"Content-Type: application/json\r\nConnection: close\r\n"
+        + extra
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def error_of(response: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body.split(b"\r\n", 1)[0].strip() or b"null")
+
+
+TRICK_TARGETS = (
+    "//v1/grants",
+    "/v1/grants/",
+    "/v1/grants?acl=staff",
+    "/v1/grants?/healthz",
+    "/healthz/../v1/grants",
+    "/v1/grants#/healthz",
+    "/%2Fv1/grants",
+    "/v1/status;/healthz",
+    "/v1/acls/staff/flush",
+    "/metrics",
+    "/readyz",
+    "/v1/openapi.json",
+    "/HEALTHZ",
+    "/healthz/",
+    "/healthz%00",
+    "//healthz/../v1/grants",
+    "http://x/v1/grants",
+    "*",
+)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "HEAD", "OPTIONS", "PUT"])
+def test_no_path_or_method_trick_skips_the_token(api: Harness, method: str) -> None:
+    for target in TRICK_TARGETS:
+        request = f"{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        response = raw_exchange(api.server.port, request.encode())
+        assert response.startswith(b"HTTP/1.1 401 "), (method, target, response[:200])
+        if method != "HEAD":
+            assert error_of(response)[1]["error"]["code"] == "unauthorized"
+
+
+def test_healthz_alone_is_open_including_head_and_query(api: Harness) -> None:
+    assert api.request("GET", "/healthz?probe=1", token=None)[0] == 200
+    response = raw_exchange(
+        api.server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b"\r\n\r\n")
+
+
+def test_token_compare_uses_the_raw_header_bytes(tmp_path: Path, log_stream: io.StringIO) -> None:
+    harness = Harness(tmp_path)
+    token = "jeton-été-" + "z" * 20
+    harness.server = ApiServer(
+        harness.config,
+        harness.service,
+        token=token,
+        status=harness.status,
+        ready=lambda: True,
+        metrics=harness.metrics,
+        port=0,
+    )
+    with harness.server:
+        request = (
+            b"GET /v1/grants HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            + b"Authorization: Bearer "
+            + token.encode("utf-8")
+            + b"\r\n\r\n"
+        )
+        assert raw_exchange(harness.server.port, request).startswith(b"HTTP/1.1 200 ")
+        wrong = request.replace("été".encode(), b"ete")
+        assert raw_exchange(harness.server.port, wrong).startswith(b"HTTP/1.1 401 ")
+    harness.store.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "framing"),
+    [
+        ("/healthz", b"Content-Length: 34\r\n"),
+        ("/v1/status", b"Content-Length: 34\r\n"),
+        ("/v1/status", b"Transfer-Encoding: chunked\r\n"),
+        ("/v1/grants", b"Transfer-Encoding: chunked\r\n"),
+        ("/v2/nothing", b"Content-Length: 34\r\n"),
+    ],
+)
+def test_an_unread_body_is_never_parsed_as_the_next_request(
+    api: Harness, path: str, framing: bytes
+) -> None:
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert len(smuggled) == 34
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n".encode()
+        + framing
+        + b"\r\n"
+        + smuggled
+    )
+    response = raw_exchange(api.server.port, request)
+    assert response.count(b"HTTP/1.1 ") == 1, response
+    assert b"\r\nConnection: close\r\n" in response
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (b"Content-Length: \xb2\r\n", 400),  # a latin-1 superscript two: isdigit() but not ASCII
+        (b"Content-Length: -1\r\n", 400),
+        (b"Content-Length: +60\r\n", 400),
+        (b"Content-Length: 0x40\r\n", 400),
+        (b"Content-Length: 99999999999999999999999999\r\n", 413),
+        (b"Content-Length: 2\r\nContent-Length: 60\r\n", 400),
+        (b"Content-Length: 60\r\nContent-Length: 60\r\n", 400),
+        (b"Content-Length: 60\r\nTransfer-Encoding: chunked\r\n", 411),
+    ],
+)
+def test_bad_content_length_is_refused_cleanly(api: Harness, header: bytes, status: int) -> None:
+    before = api.snapshot()
+    good = json.dumps({"acl": "staff", "ip": V4, "user": "a", "ttl": 60}).encode()
+    request = (
+        f"POST /v1/grants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n".encode()
+        + b"Content-Type: application/json\r\n"
+        + header
+        + b"\r\n"
+        + good
+    )
+    response = raw_exchange(api.server.port, request)
+    got_status, body = error_of(response)
+    assert got_status == status, response
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert b"\r\nConnection: close\r\n" in response
+    assert api.snapshot() == before
+
+
+def test_a_short_body_is_refused(api: Harness) -> None:
+    before = api.snapshot()
+    request = (
+        f"POST /v1/grants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n".encode()
+        + b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+        + b'{"acl": "staff"}'
+    )
+    import socket
+
+    with socket.create_connection(("127.0.0.1", api.server.port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)  # the client gives up sending
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    status, body = error_of(response)
+    assert (status, body["error"]["code"]) == (400, "incomplete_body")
+    assert api.snapshot() == before
+
+
+GRANT = {"acl": "staff", "ip": V4, "user": "alice", "ttl": 60}
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        # two values for one field: which one a parser keeps differs; refuse both
+        (b'{"acl":"staff","ip":"81.2.69.142","user":"a","ttl":60,"ip":"81.2.69.143"}', 400,
+         "invalid_request"),
+        (b'{"acl":"staff","ip":"81.2.69.142","user":"a","ttl":NaN}', 400, "malformed_json"),
+        (b'{"acl":"staff","ip":"81.2.69.142","user":"a","ttl":Infinity}', 400, "malformed_json"),
+        (b'{"acl":"staff","ip":"81.2.69.142","user":"a","ttl":-Infinity}', 400, "malformed_json"),
+        (b"[" * 50000, 400, "malformed_json"),
+        (b'{"acl":"staff","ip":"81.2.69.142","user":"\\ud800","ttl":60}', 400, "malformed_json"),
+        (b'{"acl":"staff","ip":"81.2.69.142","user":"a","ttl":60,"note":"\\udc00"}', 400,
+         "malformed_json"),
+        (b'\xef\xbb\xbf{"acl":"staff","ip":"81.2.69.142","user":"a","ttl":60}', 400,
+         "malformed_json"),
+        (b'{"acl":"staff","ip":"81.2.69.142","user":"\xff","ttl":60}', 400, "malformed_json"),
+        (b'"just a string"', 400, "invalid_request"),
+        (b"null", 400, "invalid_request"),
+        (b"", 400, "malformed_json"),
+        (json.dumps({**GRANT, "ttl": "9" * 5000}).encode(), 422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": "9" * 5000 + "h"}).encode(), 422, "invalid_ttl"),
+        (b'{"acl":"staff","ip":"81.2.69.142","user":"a","ttl":1e400}', 422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": 10**4000}).encode(), 422, "ttl_too_long"),
+        (json.dumps({**GRANT, "ttl": -(10**4000)}).encode(), 422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": 1e-9}).encode(), 422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": False}).encode(), 422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": [60]}).encode(), 422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": None, "expires_at": "9999-12-31T23:59:59-23:59"}).encode(),
+         422, "ttl_too_long"),
+        (json.dumps({**GRANT, "ttl": None, "expires_at": "0001-01-01T00:00:00+23:59"}).encode(),
+         422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": None, "expires_at": "2001-01-01T00:00:00Z"}).encode(),
+         422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": None, "expires_at": "2099-01-01T00:00:00"}).encode(),
+         422, "invalid_ttl"),
+        (json.dumps({**GRANT, "ttl": None, "expires_at": 4102444800}).encode(), 422,
+         "invalid_ttl"),
+        (json.dumps({**GRANT, "user": "al\u202eice"}).encode(), 422, "invalid_user"),
+        (json.dumps({**GRANT, "user": "al\u200bice"}).encode(), 422, "invalid_user"),
+        (json.dumps({**GRANT, "user": "alice\nbob"}).encode(), 422, "invalid_user"),
+        (json.dumps({**GRANT, "user": ["alice"]}).encode(), 422, "invalid_user"),
+        (json.dumps({**GRANT, "ip": 1367492750}).encode(), 422, "invalid_ip"),
+        (json.dumps({**GRANT, "ip": "81.2.69.142\u0000"}).encode(), 422, "invalid_ip"),
+        (json.dumps({**GRANT, "ip": "\uff18\uff11.2.69.142"}).encode(), 422, "invalid_ip"),
+        (json.dumps({**GRANT, "ip": "81.2.69.142/\u00b2"}).encode(), 422, "invalid_ip"),
+        (json.dumps({**GRANT, "ip": "81.2.69.142/\u0663\u0662"}).encode(), 422, "invalid_ip"),
+        (json.dumps({**GRANT, "acl": ["staff"]}).encode(), 422, "invalid_acl"),
+        (json.dumps({**GRANT, "note": "\x1b[2J\x1b[31mhi"}).encode(), 400, "invalid_request"),
+        (json.dumps({**GRANT, "note": "x" * 1025}).encode(), 400, "invalid_request"),
+        (json.dumps({**GRANT, "source": "sso\x1b[31m"}).encode(), 400, "invalid_request"),
+        (json.dumps({**GRANT, "source": ""}).encode(), 201, None),
+    ],
+)
+def test_hostile_bodies_get_4xx_and_store_nothing(
+    api: Harness, raw: bytes, status: int, code: str | None
+) -> None:
+    api.service.grant("staff", "81.2.69.160", "carol", ttl=60)
+    before = api.snapshot()
+    got_status, body = error_of(raw_exchange(api.server.port, raw_post(raw)))
+    assert got_status == status, body
+    if code is None:
+        return
+    assert body == {"error": {"code": code, "message": body["error"]["message"]}}
+    assert body["error"]["message"] and "\n" not in body["error"]["message"]
+    assert api.snapshot() == before
+
+
+def test_ipv4_mapped_addresses_are_granted_as_the_ipv4_address(api: Harness) -> None:
+    # Entra sees an IPv4 client's IPv4 source address; ::ffff:a.b.c.d is how a dual-stack
+    # socket reports that same client. Grant the IPv4 form, exactly that address, no wider.
+    status, _, body = api.request(
+        "POST", "/v1/grants", {"acl": "staff", "ip": "::ffff:81.2.69.142", "user": "a", "ttl": 60}
+    )
+    assert (status, body["cidr"]) == (201, "81.2.69.142/32")
+    status, _, body = api.request(
+        "POST",
+        "/v1/grants",
+        {"acl": "staff", "ip": "::FFFF:5102:4500/120", "user": "a", "ttl": 60},
+    )
+    assert (status, body["cidr"]) == (201, "81.2.69.0/24")
+    # the IPv4 policy applies to the embedded address
+    status, _, body = api.request(
+        "POST", "/v1/grants", {"acl": "staff", "ip": "::ffff:10.0.0.1", "user": "a", "ttl": 60}
+    )
+    assert (status, body["error"]["code"]) == (422, "forbidden_range")
+    status, _, body = api.request(
+        "POST", "/v1/grants", {"acl": "staff", "ip": "::ffff:0:0/95", "user": "a", "ttl": 60}
+    )
+    assert status == 422
+    # revoking the mapped form ends the IPv4 grant
+    status, _, body = api.request(
+        "DELETE", "/v1/grants", {"acl": "staff", "ip": "::ffff:81.2.69.142", "user": "a"}
+    )
+    assert (status, body) == (200, {"ended": 1})
+    assert [g.cidr for g in api.store.active()] == ["81.2.69.0/24"]
+
+
+def test_every_response_is_json_uncached_and_errors_have_one_shape(api: Harness) -> None:
+    cases: list[tuple[str, str, Any, str | None]] = [
+        ("GET", "/v1/grants", None, TOKEN),
+        ("GET", "/v1/status", None, TOKEN),
+        ("GET", "/readyz", None, TOKEN),
+        ("GET", "/healthz", None, None),
+        ("GET", "/v1/openapi.json", None, TOKEN),
+        ("GET", "/v1/grants", None, None),
+        ("GET", "/nope", None, TOKEN),
+        ("PATCH", "/v1/grants", {"a": 1}, TOKEN),
+        ("POST", "/v1/grants", {"acl": "staff"}, TOKEN),
+        ("POST", "/v1/grants", {**GRANT, "ip": "10.0.0.1"}, TOKEN),
+        ("POST", "/v1/acls/nope/flush", None, TOKEN),
+        ("POST", "/v1/acls/%20/flush", None, TOKEN),
+    ]
+    for method, path, body, token in cases:
+        status, headers, payload = api.request(method, path, body, token=token)
+        assert headers["content-type"] == "application/json", path
+        assert headers["cache-control"] == "no-store", path
+        assert headers["x-content-type-options"] == "nosniff"
+        if status >= 400:
+            assert set(payload) == {"error"}, (path, payload)
+            assert set(payload["error"]) == {"code", "message"}
+            assert all(isinstance(v, str) and v for v in payload["error"].values())
+    status, headers, _ = api.request("GET", "/metrics")
+    assert status == 200 and headers["cache-control"] == "no-store"
+
+
+def test_openapi_document_matches_the_routes(api: Harness) -> None:
+    doc = api.request("GET", "/v1/openapi.json")[2]
+    all_methods = {"get", "post", "delete", "put", "patch"}
+    for template, operations in doc["paths"].items():
+        path = template.replace("{acl}", "staff")
+        token = None if operations.get("get", {}).get("security") == [] else TOKEN
+        for method in all_methods:
+            body = GRANT if method == "post" and path == "/v1/grants" else None
+            if method == "delete" and path == "/v1/grants":
+                body = {"acl": "staff", "ip": V4}
+            status, headers, payload = api.request(method.upper(), path, body, token=token)
+            if method in operations:
+                assert status not in (404, 405), (method, template, payload)
+                assert str(status) in operations[method]["responses"], (method, template, status)
+            else:
+                assert status == 405, (method, template)
+                documented = {m.upper() for m in operations}
+                assert set(headers["allow"].split(", ")) == documented, template
+        # every error a route can give for its path parameter is documented
+    flush = doc["paths"]["/v1/acls/{acl}/flush"]["post"]["responses"]
+    assert api.request("POST", "/v1/acls/%20/flush")[0] == 422 and "422" in flush
+
+
+def test_metrics_carry_no_secret_user_or_address(api: Harness) -> None:
+    for i in range(20):
+        api.service.grant("staff", f"81.2.69.{100 + i}", f"user-{i}@example.com", ttl=60)
+    api.metrics.graph_response("patch", 204)
+    api.metrics.set_ranges("staff", "entragate staff", 20)
+    text = api.request("GET", "/metrics")[2].decode()
+    assert "81.2.69." not in text and "user-" not in text and "example.com" not in text
+    assert TOKEN not in text and "Bearer" not in text
+    labels = {
+        part.split("=", 1)[0]
+        for line in text.splitlines()
+        if "{" in line and not line.startswith("#")
+        for part in line[line.index("{") + 1 : line.index("}")].split(",")
+    }
+    assert labels <= {"acl", "location", "method", "status", "code", "le"}
+
+
+def test_access_log_escapes_control_characters(api: Harness, log_stream: io.StringIO) -> None:
+    raw_exchange(api.server.port, b"GET /\x1b[2J\x07 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    access = [json.loads(x) for x in log_stream.getvalue().splitlines() if '"api.request"' in x]
+    assert access and "\x1b" not in access[-1]["path"] and "\\x1b" in access[-1]["path"]
+
+
+# --------------------------------------------------------------------------- token file hardening
+
+
+def test_new_token_file_is_private_even_under_a_zero_umask(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "state")
+    old = os.umask(0)
+    try:
+        token = load_or_create_api_token(config)
+    finally:
+        os.umask(old)
+    path = tmp_path / "state" / "api-token"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert path.read_text() == token + "\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["api-token"]  # no temp file left
+
+
+def test_concurrent_starts_agree_on_one_token(tmp_path: Path) -> None:
+    import threading
+
+    for round_ in range(10):
+        config = make_config(tmp_path / str(round_))
+        barrier = threading.Barrier(8)
+        results: list[str] = []
+
+        def start(
+            cfg: Config = config, b: threading.Barrier = barrier, out: list[str] = results
+        ) -> None:
+            b.wait()
+            out.append(load_or_create_api_token(cfg))
+
+        threads = [threading.Thread(target=start) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        on_disk = (tmp_path / str(round_) / "api-token").read_text().strip()
+        assert set(results) == {on_disk}
+
+
+def test_empty_token_file_is_replaced(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    path = tmp_path / "api-token"
+    path.write_text("\n")
+    path.chmod(0o600)
+    token = load_or_create_api_token(config)
+    assert token and path.read_text().strip() == token
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o622, 0o606])
+def test_world_readable_or_writable_token_file_is_refused(tmp_path: Path, mode: int) -> None:
+    from entragate.config import ConfigError
+
+    config = make_config(tmp_path)
+    path = tmp_path / "api-token"
+    path.write_text("sekret-token-value\n")
+    path.chmod(mode)
+    with pytest.raises(ConfigError) as info:
+        load_or_create_api_token(config)
+    text = str(info.value)
+    assert f"chmod 600 {path}" in text and "sekret-token-value" not in text
+
+
+def test_group_readable_token_file_is_used_with_a_warning(
+    tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    config = make_config(tmp_path)
+    path = tmp_path / "api-token"
+    path.write_text("shared-with-group\n")
+    path.chmod(0o640)
+    assert load_or_create_api_token(config) == "shared-with-group"
+    assert "api.token_file_permissive" in log_stream.getvalue()
+    assert "shared-with-group" not in log_stream.getvalue()
+
+
+def test_unreadable_token_file_is_a_configuration_error(tmp_path: Path) -> None:
+    from entragate.config import ConfigError
+
+    config = make_config(tmp_path)
+    (tmp_path / "api-token").mkdir()  # unreadable as a file, whoever runs the test
+    with pytest.raises(ConfigError) as info:
+        load_or_create_api_token(config)
+    assert str(tmp_path / "api-token") in str(info.value)

@@ -408,3 +408,230 @@ def test_explain_known_and_unknown_codes() -> None:
     assert result.exit_code == 2
     for code in CATALOGUE:
         assert code in result.stderr
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def assert_clean_failure(result: Result, exit_code: int, *needles: str) -> None:
+    assert result.exit_code == exit_code, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), repr(result.exception)
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "code"),
+    [
+        (["grant", V4, "--acl", "staff", "--user", "\udcff", "--ttl", "1h"], 2, "invalid_user"),
+        (["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1" + "9" * 5000], 2,
+         "invalid_ttl"),
+        (["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1h", "--note", "\x1b[2Jx"], 2,
+         "invalid_request"),
+        (["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1h", "--note", "\udcff"], 2,
+         "invalid_request"),
+        (["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1h", "--note", "n" * 1025], 2,
+         "invalid_request"),
+        (["revoke", V4, "--acl", "staff", "--user", "\udcff"], 2, "invalid_user"),
+    ],
+)
+def test_hostile_cli_input_exits_2_without_traceback(
+    direct: Path, tmp_path: Path, args: list[str], exit_code: int, code: str
+) -> None:
+    result = run(direct, *args)
+    assert_clean_failure(result, exit_code, code)
+    assert stored(tmp_path) == []
+
+
+def test_mapped_ipv4_and_composed_user_names(direct: Path, tmp_path: Path) -> None:
+    decomposed, composed = "jose\u0301", "jos\u00e9"
+    result = run(direct, "grant", "::ffff:81.2.69.142", "--acl", "staff", "--user", decomposed,
+                 "--ttl", "1h", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["cidr"] == "81.2.69.142/32"
+    assert stored(tmp_path) == [("staff", composed, "81.2.69.142/32", "cli")]
+    result = run(direct, "revoke", V4, "--acl", "staff", "--user", composed, "--json")
+    assert json.loads(result.stdout) == {"ended": 1}
+
+    # Knocknoc: add as one spelling, flush as the other; the mapped form is the IPv4 address
+    assert run(direct, "script", "add", "staff", "::ffff:81.2.69.142",
+               env={"KNOCKNOC_USER": decomposed}).exit_code == 0
+    assert stored(tmp_path) == [("staff", composed, "81.2.69.142/32", "knocknoc")]
+    result = run(direct, "script", "flush", "staff", env={"KNOCKNOC_USER": composed})
+    assert result.exit_code == 0 and "1 grant" in result.stdout
+    assert stored(tmp_path) == []
+    assert run(direct, "script", "add", "staff", "::ffff:81.2.69.142").exit_code == 0
+    assert run(direct, "script", "del", "staff", V4).exit_code == 0
+    assert stored(tmp_path) == []
+
+
+def test_listing_never_sends_terminal_escapes(direct: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    assert run(direct, "grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1h").exit_code == 0
+    # a row written by something other than this version (another tool, an older release)
+    with sqlite3.connect(tmp_path / "grants.db") as db:
+        db.execute("UPDATE entragate_grants SET note = ?, source = ?, username = ?",
+                   ("\x1b]0;pwned\x07\x1b[2J", "x\x1b[31m", "ev\u202eil"))
+    for args in (["list"], ["status"]):
+        result = run(direct, *args)
+        assert result.exit_code == 0
+        assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+        assert "\u202e" not in result.stdout
+        assert "\\x1b" in result.stdout or "\\u202e" in result.stdout
+    # --json is data: exact values, escaped by JSON itself
+    data = json.loads(run(direct, "list", "--json").stdout)
+    assert data["grants"][0]["note"] == "\x1b]0;pwned\x07\x1b[2J"
+
+
+def broken_store_config(tmp_path: Path, kind: str, port: int | None = None) -> Path:
+    target = tmp_path / "broken" / "grants.db"
+    target.parent.mkdir()
+    if kind == "directory":
+        target.mkdir()
+    elif kind == "garbage":
+        target.write_bytes(b"this is not a database, just bytes " * 200)
+    elif kind == "unwritable":
+        target.parent.chmod(0o500)
+    path = tmp_path / "broken.toml"
+    path.write_text(
+        f"""
+[agent]
+listen = "127.0.0.1:{port or free_port()}"
+store = "sqlite:///{target}"
+[acl.staff]
+location = "entragate staff"
+"""
+    )
+    return path
+
+
+@pytest.mark.parametrize("kind", ["directory", "garbage"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1h"],
+        ["list"],
+        ["status", "--json"],
+        ["flush", "--acl", "staff"],
+    ],
+)
+def test_unusable_store_exits_1_naming_the_store_and_next_step(
+    tmp_path: Path, kind: str, args: list[str]
+) -> None:
+    result = run(broken_store_config(tmp_path, kind), *args)
+    assert_clean_failure(result, 1, "store_unavailable", str(tmp_path / "broken" / "grants.db"))
+    assert "entragate run" in result.stderr  # the next step
+
+
+def test_unusable_store_in_script_mode_is_one_line(tmp_path: Path) -> None:
+    result = run(broken_store_config(tmp_path, "garbage"), "script", "add", "staff", V4)
+    assert_clean_failure(result, 1, "store_unavailable")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_running_agent_with_unreadable_token_says_so(agent: RunningAgent, tmp_path: Path) -> None:
+    # the CLI's user cannot read the token (it sits beside a store this user cannot use)
+    config = broken_store_config(tmp_path, "garbage", port=agent.server.port)
+    result = run(config, "grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1h")
+    assert_clean_failure(result, 1, "store_unavailable", agent.server.url, "api-token")
+
+
+def test_agent_unreachable_names_the_url_and_next_step() -> None:
+    from entragate.agent_client import AgentClient, AgentUnreachable
+
+    url = f"http://127.0.0.1:{free_port()}"
+    client = AgentClient(url, TOKEN, timeout=2)
+    with pytest.raises(AgentUnreachable) as info:
+        client.list()
+    client.close()
+    assert url in info.value.message and "entragate run" in info.value.message
+    assert TOKEN not in str(info.value) and TOKEN not in repr(client)
+
+
+def test_store_label_never_shows_a_password() -> None:
+    from entragate.cli import _store_label
+
+    for url in (
+        "postgresql://entragate:s3cr3t@db.example:5432/entragate",
+        "postgresql://entragate:s3cr3t@db.example/entragate?sslmode=require",
+        "postgres://db.example/entragate?user=e&password=s3cr3t",
+        "postgresql://:s3cr3t@db.example/entragate",
+        "postgresql://u:s3:cr@3t@db.example/entragate",
+    ):
+        label = _store_label(url)
+        assert "s3cr3t" not in label and "s3:cr@3t" not in label and "cr@3t" not in label, label
+        assert "db.example" in label
+    assert _store_label("sqlite:///var/lib/entragate/grants.db").endswith("grants.db")
+
+
+def test_run_on_a_port_in_use_fails_cleanly(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        config = write_config(
+            tmp_path,
+            port,
+            token_line=f'api_token = "{TOKEN}"',
+        )
+        text = config.read_text()
+        config.write_text(
+            'tenant_id = "00000000-0000-0000-0000-000000000001"\n'
+            'client_id = "00000000-0000-0000-0000-000000000002"\n'
+            'client_secret = "not-a-real-secret-value"\n' + text
+        )
+        exe = Path(sys.executable).parent / "entragate"
+        result = subprocess.run(
+            [str(exe), "--config", str(config), "run"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr and "in use" in result.stderr
+    assert "not-a-real-secret-value" not in result.stderr + result.stdout
+    assert TOKEN not in result.stderr + result.stdout
+
+
+def test_every_data_command_speaks_json(direct: Path) -> None:
+    outputs = [
+        run(direct, "grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1h", "--json"),
+        run(direct, "list", "--json"),
+        run(direct, "status", "--json"),
+        run(direct, "revoke", V4, "--acl", "staff", "--json"),
+        run(direct, "flush", "--acl", "staff", "--json"),
+        run(direct, "--json", "flush", "--acl", "staff"),
+    ]
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        assert isinstance(json.loads(result.stdout), dict)
+
+
+def test_a_non_ascii_api_token_works_end_to_end(tmp_path: Path) -> None:
+    from entragate.agent_client import AgentClient
+
+    token = "jeton-été-€-" + "q" * 24  # € is not latin-1: str headers cannot carry it
+    config = load_config(write_config(tmp_path, 0), require_credentials=False)
+    store = open_store(config.agent.store)
+    server = ApiServer(
+        config,
+        GrantService(config, store),
+        token=token,
+        status=dict,
+        ready=lambda: True,
+        metrics=Metrics(),
+        port=0,
+    ).start()
+    client = AgentClient(server.url, token)
+    try:
+        assert client.grant("staff", V4, "a", ttl=60)["cidr"] == "81.2.69.142/32"
+        assert len(client.list()["grants"]) == 1
+    finally:
+        client.close()
+        server.stop()
+        store.close()

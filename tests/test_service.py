@@ -220,3 +220,152 @@ def test_flush_and_list(service: GrantService, store: GrantStore) -> None:
     assert service.flush("staff") == 2
     assert service.list() == []
     assert service.flush("staff") == 0
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason"),
+    [
+        ({"ttl": "1" + "0" * 5000}, "invalid_ttl"),
+        ({"ttl": "9" * 5000 + "h"}, "invalid_ttl"),
+        ({"ttl": 10**4000}, "ttl_too_long"),
+        ({"ttl": float("nan")}, "invalid_ttl"),
+        ({"ttl": float("inf")}, "invalid_ttl"),
+        ({"expires_at": datetime.fromisoformat("9999-12-31T23:59:59-23:59")}, "ttl_too_long"),
+        ({"expires_at": datetime.fromisoformat("0001-01-01T00:00:00+23:59")}, "invalid_ttl"),
+    ],
+)
+def test_extreme_ttls_and_expiries_are_input_errors(
+    service: GrantService, store: GrantStore, kw: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        service.grant("staff", V4, "alice", **kw)
+    assert info.value.reason == reason and len(info.value.message) < 300
+    assert store.active() == []
+
+
+@pytest.mark.parametrize(
+    "user",
+    ["\udcff", "ali\ud800ce", "al\u202eice", "al\u200bice", "a\u2028b", "a\x1b[2Jb", "a\x00b"],
+)
+def test_user_names_that_are_not_plain_text_are_refused(
+    service: GrantService, store: GrantStore, user: str
+) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        service.grant("staff", V4, user, ttl=60)
+    assert info.value.reason == "invalid_user"
+    assert store.active() == []
+
+
+def test_user_names_are_composed_so_one_person_is_one_user(
+    service: GrantService, store: GrantStore
+) -> None:
+    service.grant("staff", V4, "jose\u0301", ttl=60)  # e + combining acute
+    service.grant("staff", V4, "jos\u00e9", ttl=120)  # precomposed: the same user, renewed
+    (grant,) = store.active()
+    assert grant.user == "jos\u00e9"
+    assert service.revoke("staff", V4, "jose\u0301") == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("note", "\x1b]0;title\x07"),
+        ("note", "line one\nline two"),
+        ("note", "n" * 1025),
+        ("note", "\udcff"),
+        ("note", "bidi \u202e trick"),
+        ("source", "sso\x1b[31m"),
+        ("source", "s" * 65),
+        ("source", 5),
+    ],
+)
+def test_notes_and_sources_must_be_plain_text(
+    service: GrantService, store: GrantStore, field: str, value: Any
+) -> None:
+    from entragate.service import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as info:
+        service.grant("staff", V4, "alice", ttl=60, **{field: value})
+    assert field in info.value.message and "\x1b" not in info.value.message
+    assert store.active() == []
+
+
+def test_plain_unicode_notes_are_kept_whole(service: GrantService) -> None:
+    grant = service.grant("staff", V4, "alice", ttl=60, note="  Zoë's laptop — 東京  ")
+    assert grant.note == "Zoë's laptop — 東京"
+
+
+@pytest.mark.parametrize(
+    ("given", "cidr"),
+    [
+        ("::ffff:81.2.69.142", "81.2.69.142/32"),
+        ("::FFFF:5102:458E", "81.2.69.142/32"),
+        ("::ffff:81.2.69.142/128", "81.2.69.142/32"),
+        ("::ffff:81.2.69.0/120", "81.2.69.0/24"),
+    ],
+)
+def test_ipv4_mapped_forms_are_the_ipv4_address(
+    service: GrantService, store: GrantStore, given: str, cidr: str
+) -> None:
+    assert service.grant("staff", given, "alice", ttl=60).cidr == cidr
+    assert service.revoke("staff", given, "alice") == 1
+    assert store.active() == []
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("::ffff:10.0.0.1", "forbidden_range"),  # the IPv4 rules apply to the embedded address
+        ("::ffff:192.0.2.1", "forbidden_range"),
+        ("::ffff:81.2.69.142/100", "host_bits_set"),  # never widened
+        ("::ffff:0:0/96", "prefix_too_short"),
+        ("::fffe:0:0/95", "forbidden_range"),  # not purely mapped space: left to the IPv6 rules
+        ("::ffff:81.2.69.142%eth0", "zone_id"),
+        ("8" * 60000, "invalid_ip"),
+        ("81.2.69.142/\u00b2", "invalid_ip"),  # superscript two: isdigit() but not int()-able
+        ("81.2.69.142/\u0663\u0662", "invalid_ip"),  # Arabic-Indic 32: revoke could not match
+        ("\uff18\uff11.2.69.142", "invalid_ip"),
+    ],
+)
+def test_ipv4_mapped_forms_follow_the_ipv4_rules(
+    service: GrantService, store: GrantStore, given: str, reason: str
+) -> None:
+    with pytest.raises(InvalidGrant) as info:
+        service.grant("staff", given, "alice", ttl=60)
+    assert info.value.reason == reason and len(info.value.message) < 300
+    assert store.active() == []
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def test_log_values_never_carry_passwords_or_tokens(log_stream: io.StringIO) -> None:
+    from entragate.logs import get_logger
+
+    get_logger(component="test").error(
+        "store.failed",
+        error="cannot connect to postgresql://entragate:s3cr3t@db/entragate?password=p4ss",
+        detail="host=db password='p a s s' sslmode=require",
+        header="Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.payload.sig",
+        client_secret="value-of-the-secret",
+    )
+    text = log_stream.getvalue()
+    for secret in ("s3cr3t", "p4ss", "p a s s", "eyJhbGciOiJSUzI1NiJ9", "value-of-the-secret"):
+        assert secret not in text, secret
+    assert "db/entragate" in text and "sslmode=require" in text
+
+
+def test_terminal_logs_escape_control_characters() -> None:
+    from entragate.logs import get_logger
+
+    stream = io.StringIO()
+    configure_logging(json_lines=False, level=logging.INFO, stream=stream)
+    try:
+        get_logger().info("api.request", path="/\x1b]0;pwned\x07\x1b[2J")
+    finally:
+        configure_logging(json_lines=True, level=logging.INFO, stream=io.StringIO())
+    text = stream.getvalue()
+    assert "\x1b" not in text and "\x07" not in text and "\\x1b" in text

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from entragate.agent_client import AgentError
 from entragate.api import ApiServer, load_or_create_api_token
 from entragate.config import Config
 from entragate.grants import open_store
@@ -16,6 +17,7 @@ from entragate.logs import configure_logging, get_logger
 from entragate.metrics import Metrics
 from entragate.service import GrantService
 from entragate.sync.engine import SyncEngine, check_capacity
+from entragate.sync.leader import WriterLease, lease_for_store
 from entragate.sync.pacer import Pacer
 from entragate.transport import new_session
 
@@ -48,16 +50,22 @@ class Agent:
         parked_retry: float = 60.0,
         backoff_cap: float = 32.0,
         listen_port: int | None = None,
+        lease: WriterLease | None = None,
+        standby_retry: float = 1.0,
     ) -> None:
         self.config = config
         self.metrics = Metrics()
         self.store = store or open_store(config.agent.store)
         self.pacer = Pacer(config.agent.rate)
         self.graph = build_graph(config, self.pacer, self.metrics, env)
+        # One writer per tenant among the agents sharing this store (SPEC 8).
+        self.lease = lease or lease_for_store(self.store, config.agent.store, config.tenant_id)
         self.engine = SyncEngine(
             config, self.store, self.graph, self.pacer, metrics=self.metrics,
             parked_retry=parked_retry,
             backoff_cap=backoff_cap,
+            lease=self.lease,
+            standby_retry=standby_retry,
         )
         self.service = GrantService(
             config, self.store, capacity=capacity_for(config), on_change=self.engine.notify
@@ -126,12 +134,23 @@ def run_agent(config: Config) -> int:
 
 
 def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``entragate sync --once``: read Entra, then write (or only show) what differs."""
+    """``entragate sync --once``: read Entra, then write (or only show) what differs.
+
+    Writing takes the tenant's writer lease like an agent does; while a running
+    agent holds it, nothing is written (that agent reconciles continuously).
+    """
     pacer = Pacer(config.agent.rate)
     store = open_store(config.agent.store)
+    lease = None if dry_run else lease_for_store(store, config.agent.store, config.tenant_id)
     try:
         graph = build_graph(config, pacer, None, env)
-        engine = SyncEngine(config, store, graph, pacer, parked_retry=3600.0)
+        engine = SyncEngine(config, store, graph, pacer, parked_retry=3600.0, lease=lease)
+        if lease is not None and not engine.acquire_writer():
+            raise AgentError(
+                "writer_busy",
+                f"another agent is the writer for this tenant ({lease.why_not()}); "
+                "it keeps Entra in sync: nothing was written (try --dry-run to see the plan)",
+            )
         engine.expire_due()
         if not engine.refresh_remote():
             _raise_first_error(engine)
@@ -143,6 +162,8 @@ def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] |
             _raise_first_error(engine)
         return result
     finally:
+        if lease is not None:
+            lease.release()
         pacer.stop()
         store.close()
 

@@ -30,7 +30,11 @@ class AgentError(Exception):
 
 class AgentUnreachable(AgentError):
     def __init__(self, url: str, detail: str) -> None:
-        super().__init__("agent_unreachable", f"cannot reach the agent at {url}: {detail}")
+        super().__init__(
+            "agent_unreachable",
+            f"cannot reach the agent at {url} ({detail}); is it running? Start it with "
+            "`entragate run` (or check `systemctl status entragate`), then retry",
+        )
 
 
 def agent_url(config: Config) -> str:
@@ -81,7 +85,8 @@ class AgentClient:
                 self.url + path,
                 json=body,
                 params=params,
-                headers={"Authorization": f"Bearer {self._token}"},
+                # bytes: a configured token may be non-ASCII (str headers must be latin-1)
+                headers={"Authorization": b"Bearer " + self._token.encode("utf-8")},
                 timeout=self.timeout,
                 allow_redirects=False,
             )

@@ -15,13 +15,18 @@ token can never reach a log line.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hmac
 import ipaddress
 import json
+import math
 import os
 import re
 import secrets
 import socket
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,12 +39,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from entragate import __version__
 from entragate.agent_client import loopback_url
-from entragate.config import Config
+from entragate.config import Config, ConfigError
 from entragate.errors import EntraError
 from entragate.grants import InvalidGrant, StoreUnavailable
 from entragate.logs import get_logger
 from entragate.metrics import Metrics
-from entragate.service import GrantService
+from entragate.service import MAX_NOTE_LEN, MAX_SOURCE_LEN, GrantService, InvalidRequest
 
 MAX_BODY = 64 * 1024
 TOKEN_FILE_NAME = "api-token"
@@ -76,50 +81,109 @@ def find_api_token(config: Config) -> str | None:
     path = default_token_path(config)
     try:
         text = path.read_text(encoding="utf-8").strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     return text or None
 
 
+def _read_token_file(path: Path) -> str:
+    """The token in ``path`` ("" when missing or empty); refuses a file others can read or
+    change, and turns unreadable files into a configuration error naming the path."""
+    try:
+        with path.open("rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            data = fh.read(4096)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConfigError(
+            [
+                f"agent API token file {path}: cannot read it ({exc.strerror or exc}); run the "
+                "agent as the user that owns it, or set agent.api_token_file"
+            ]
+        ) from None
+    if mode & 0o026:  # world-readable, or writable by group or others
+        raise ConfigError(
+            [
+                f"agent API token file {path} is readable or writable by other users (mode "
+                f"{oct(stat.S_IMODE(mode))}); anyone who can read it can grant addresses. "
+                f"Fix: chmod 600 {path}"
+            ]
+        )
+    if mode & 0o040:
+        get_logger(component="api").warning(
+            "api.token_file_permissive",
+            path=str(path),
+            mode=oct(stat.S_IMODE(mode)),
+            note="the file's group can use the API",
+            fix=f"chmod 600 {path}",
+        )
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(
+            [f"agent API token file {path} is not UTF-8 text; delete it to get a new token"]
+        ) from None
+
+
 def load_or_create_api_token(config: Config) -> str:
-    """``agent.api_token``, else the token file's contents, else a new token written 0600."""
+    """``agent.api_token``, else the token file's contents, else a new token written 0600.
+
+    A new token is written to a private temporary file beside the target and linked
+    into place, so the token file never exists empty, half written or with looser
+    permissions, and concurrent starts all end up with the one token that won.
+    Raises :class:`ConfigError` for a token file others can read or that cannot be read.
+    """
     log = get_logger(component="api")
     if config.agent.api_token:
         return config.agent.api_token.reveal().strip()
     path = default_token_path(config)
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        text = ""
+    text = _read_token_file(path)
     if text:
-        try:
-            mode = path.stat().st_mode
-            if mode & 0o077:
-                log.warning(
-                    "api.token_file_permissive",
-                    path=str(path),
-                    mode=oct(mode & 0o777),
-                    fix=f"chmod 600 {path}",
-                )
-        except OSError:
-            pass
         return text
     token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        # another agent (or a concurrent start) wrote it first: use that one
-        existing = path.read_text(encoding="utf-8").strip()
-        if existing:
-            return existing
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(token + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
+    except OSError as exc:
+        raise ConfigError(
+            [
+                f"agent API token file {path}: cannot create it ({exc.strerror or exc}); create "
+                "the directory for the agent's user, or set agent.api_token / api_token_file"
+            ]
+        ) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # atomic; fails if another start got there first
+        except FileExistsError:
+            existing = _read_token_file(path)
+            if existing:
+                return existing
+            os.replace(tmp, path)  # an empty file left behind: replace it atomically
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            os.replace(tmp, path)  # a file system without hard links: still never partial
+        _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
     log.info("api.token_created", path=str(path))
     return token
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 # --------------------------------------------------------------------------- errors
@@ -142,6 +206,68 @@ class ApiError(Exception):
 
 def _error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_unicode(value: Any) -> None:
+    """Refuse strings with lone surrogates (\\ud800 escapes): they are not text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Strict JSON: UTF-8 text, no duplicate keys, no NaN/Infinity, no lone surrogates."""
+    try:
+        value = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constants,
+        )
+        _check_unicode(value)
+    except _DuplicateKey as exc:
+        raise ApiError(
+            400, "invalid_request", f"field {str(exc)!r} appears more than once; send it once"
+        ) from None
+    except UnicodeError:
+        raise ApiError(
+            400, "malformed_json", "the body is not valid UTF-8 text (or has lone surrogates)"
+        ) from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the body is nested too deeply") from None
+    except ValueError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+    return value
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, for log fields a terminal may show."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def is_loopback(host: str) -> bool:
@@ -267,7 +393,12 @@ class ApiServer:
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() != "bearer":
             return False
-        return hmac.compare_digest(value.strip().encode("utf-8", "replace"), self._token)
+        # http.server decodes header bytes as latin-1: encoding back gives the bytes sent
+        try:
+            sent = value.strip().encode("latin-1")
+        except UnicodeEncodeError:
+            return False
+        return hmac.compare_digest(sent, self._token)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -322,6 +453,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         self._sent_status = status
+        if self._body_pending():
+            # an unread body would be parsed as the next request on this connection
+            self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -335,17 +469,33 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _body_pending(self) -> bool:
+        """True when the request announced a body that has not been read."""
+        headers = getattr(self, "headers", None)
+        if headers is None or getattr(self, "_body_read", False):
+            return False
+        if headers.get("Transfer-Encoding") is not None:
+            return True
+        lengths = headers.get_all("Content-Length") or []
+        return any(v.strip() not in ("", "0") for v in lengths)
+
     def _declared_length(self) -> int | None:
-        raw = self.headers.get("Content-Length")
-        if raw is None:
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
             return None
-        raw = raw.strip()
-        if not raw.isdigit():
-            raise ApiError(400, "invalid_request", "Content-Length is not a number")
+        if len(values) > 1:
+            raise ApiError(400, "invalid_request", "send exactly one Content-Length header")
+        raw = values[0].strip()
+        if not (raw.isascii() and raw.isdigit()):
+            raise ApiError(
+                400, "invalid_request", f"Content-Length {raw[:20]!r} is not a number of bytes"
+            )
+        if len(raw) > 12:  # far beyond MAX_BODY; also keeps int() cheap
+            return MAX_BODY + 1
         return int(raw)
 
     def _read_json(self) -> Any:
-        if self.headers.get("Transfer-Encoding"):
+        if self.headers.get("Transfer-Encoding") is not None:
             self.close_connection = True
             raise ApiError(
                 411, "length_required", "send the body with a Content-Length, not chunked"
@@ -368,12 +518,19 @@ class _Handler(BaseHTTPRequestHandler):
                 "unsupported_media_type",
                 f"send the body as application/json (got {media or 'no Content-Type'})",
             )
-        raw = self.rfile.read(length)
-        self._body_read = True
         try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+            raw = self.rfile.read(length)
+        except OSError:  # the socket timed out half-way through the body
+            raw = b""
+        self._body_read = True
+        if len(raw) < length:
+            self.close_connection = True
+            raise ApiError(
+                400,
+                "incomplete_body",
+                f"the body ended after {len(raw)} of the {length} bytes Content-Length announced",
+            )
+        return parse_json_body(raw)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -448,6 +605,8 @@ class _Handler(BaseHTTPRequestHandler):
                 handlers[lookup](*args)
             except ApiError as exc:
                 self._fail(exc.status, exc.code, exc.message, exc.headers)
+            except InvalidRequest as exc:
+                self._fail(400, exc.code, exc.message)
             except InvalidGrant as exc:
                 status = 404 if exc.reason == "unknown_acl" and _FLUSH_PATH.match(path) else 422
                 self._fail(status, exc.reason, exc.message)
@@ -474,17 +633,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _fail(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
-        if not self._body_read and (self.headers.get("Content-Length") or "0").strip() not in (
-            "",
-            "0",
-        ):
-            self.close_connection = True  # an unread body would be parsed as the next request
         self._send_json(status, _error_body(code, message), headers)
 
     def _access_log(self, method: str, path: str, started: float) -> None:
         event = {
             "method": method,
-            "path": path if len(path) <= 200 else path[:200] + "…",
+            "path": _printable(path if len(path) <= 200 else path[:200] + "…"),
             "status": self._sent_status,
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
             "client": self.client_address[0],
@@ -516,8 +670,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._object_body(_GRANT_FIELDS, ("acl", "ip", "user"))
         ttl = body.get("ttl")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float | str)):
-            raise InvalidGrant("invalid_ttl", f"ttl {ttl!r} must be a number of seconds", ttl)
+            raise InvalidGrant(
+                "invalid_ttl",
+                "ttl must be a number of seconds or a duration such as 8h "
+                f"(got a JSON {type(ttl).__name__})",
+            )
         if isinstance(ttl, float):
+            if not math.isfinite(ttl):
+                raise InvalidGrant("invalid_ttl", "ttl is out of range; use seconds, e.g. 28800")
             if not ttl.is_integer():
                 raise InvalidGrant(
                     "invalid_ttl", f"ttl {ttl!r} is not a whole number of seconds", ttl
@@ -532,7 +692,7 @@ class _Handler(BaseHTTPRequestHandler):
                 expires_at = datetime.fromisoformat(
                     raw_expiry.strip().replace("Z", "+00:00").replace("z", "+00:00")
                 )
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise InvalidGrant(
                     "invalid_ttl",
                     f"expires_at {raw_expiry!r} is not an RFC 3339 time (e.g. 2030-01-01T12:00:00Z)",
@@ -541,8 +701,12 @@ class _Handler(BaseHTTPRequestHandler):
         note = body.get("note") or ""
         if not isinstance(note, str):
             raise ApiError(400, "invalid_request", "note must be a string")
+        if len(note) > MAX_NOTE_LEN:
+            raise ApiError(
+                400, "invalid_request", f"note is {len(note)} characters; at most {MAX_NOTE_LEN}"
+            )
         source = body.get("source") or "api"
-        if not isinstance(source, str) or len(source) > 64:
+        if not isinstance(source, str) or len(source) > MAX_SOURCE_LEN:
             raise ApiError(
                 400, "invalid_request", "source must be a string of at most 64 characters"
             )
@@ -589,8 +753,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"ok": True})
 
     def _readyz(self) -> None:
-        ready = bool(self.api.ready())
-        self._send_json(200 if ready else 503, {"ready": ready})
+        if not self.api.ready():
+            raise ApiError(
+                503,
+                "not_ready",
+                "the agent has not read the named locations yet; see GET /v1/status for why",
+                {"Retry-After": "5"},
+            )
+        self._send_json(200, {"ready": True})
 
     def _metrics(self) -> None:
         metrics = self.api.metrics
@@ -628,8 +798,10 @@ def openapi_document() -> dict[str, Any]:
     }
     body_errors = {
         "400": _error_response(
-            "Malformed JSON (`malformed_json`) or a body that is not an object, has unknown or "
-            "missing fields (`invalid_request`)"
+            "Malformed JSON, not UTF-8, NaN/Infinity or nested too deeply (`malformed_json`), "
+            "a body shorter than its Content-Length (`incomplete_body`), or a body that is not "
+            "an object, has unknown, repeated or missing fields or a bad note/source "
+            "(`invalid_request`)"
         ),
         "411": _error_response("No Content-Length (`length_required`)"),
         "413": _error_response("Body larger than 64 KiB (`body_too_large`)"),
@@ -667,8 +839,9 @@ def openapi_document() -> dict[str, Any]:
                                     "description": "Stable code: an input reason "
                                     "(invalid_ip, forbidden_range, prefix_too_short, "
                                     "invalid_ttl, ttl_too_long, unknown_acl, …), a protocol "
-                                    "code (malformed_json, unauthorized, body_too_large, "
-                                    "not_found, method_not_allowed, store_unavailable) or "
+                                    "code (malformed_json, invalid_request, unauthorized, "
+                                    "body_too_large, not_found, method_not_allowed, not_ready, "
+                                    "store_unavailable) or "
                                     "an ENTRAnnn code",
                                     "examples": ["forbidden_range", "ENTRA007"],
                                 },
@@ -830,6 +1003,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         },
                         "404": _error_response("Unknown ACL (`unknown_acl`)"),
+                        "422": _error_response("Malformed ACL name (`invalid_acl`)"),
                         **common_errors,
                     },
                 }
@@ -867,10 +1041,7 @@ def openapi_document() -> dict[str, Any]:
                             "description": "Ready",
                             "content": {json_body: {"schema": {"type": "object"}}},
                         },
-                        "503": {
-                            "description": "Not ready yet",
-                            "content": {json_body: {"schema": {"type": "object"}}},
-                        },
+                        "503": _error_response("Not ready yet (`not_ready`)"),
                         "401": common_errors["401"],
                     },
                 }

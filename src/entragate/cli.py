@@ -74,6 +74,8 @@ def operation_errors(*, one_line: bool = False) -> Iterator[None]:
     from entragate.agent_client import AgentError
     from entragate.errors import EntraError
     from entragate.grants import InvalidGrant, StoreError
+    from entragate.logs import redact_text
+    from entragate.service import InvalidRequest
 
     def out(code: int, text: str) -> NoReturn:
         if one_line:
@@ -84,6 +86,8 @@ def operation_errors(*, one_line: bool = False) -> Iterator[None]:
         yield
     except InvalidGrant as exc:
         out(2, f"entragate: {exc.reason}: {exc.message}")
+    except InvalidRequest as exc:
+        out(2, f"entragate: {exc.code}: {exc.message}")
     except UsageFailure as exc:
         out(2, "\n".join(f"entragate: {line}" for line in exc.lines))
     except ConfigError as exc:
@@ -99,7 +103,13 @@ def operation_errors(*, one_line: bool = False) -> Iterator[None]:
     except EntraError as exc:
         out(1, f"entragate: {exc.message}")
     except StoreError as exc:
-        out(1, f"entragate: store_unavailable: the grant store cannot be used: {exc}")
+        out(
+            1,
+            f"entragate: store_unavailable: the grant store cannot be used: {redact_text(str(exc))}"
+            "\n  next: run this as the user that owns the store (the agent's user, e.g. with "
+            "sudo -u), check the file and its directory, or start the agent (entragate run) "
+            "so commands go through its API",
+        )
 
 
 def _json_wanted(ctx: click.Context, flag: bool) -> bool:
@@ -162,26 +172,42 @@ def open_backend(config: Config) -> Backend:
     from entragate.api import find_api_token
 
     token = find_api_token(config)
-    if token:
-        url = agent_url(config)
-        client = AgentClient(url, token)
-        if client.reachable():
-            return Backend("agent", url, client=client)
-        client.close()
-    from entragate.grants import open_store
+    url = agent_url(config)
+    client = AgentClient(url, token or "")
+    agent_up = client.reachable()  # /healthz needs no token
+    if token and agent_up:
+        return Backend("agent", url, client=client)
+    client.close()
+    from entragate.api import default_token_path
+    from entragate.grants import StoreError, open_store
     from entragate.service import GrantService
 
-    store = open_store(config.agent.store)
+    try:
+        store = open_store(config.agent.store)
+    except StoreError as exc:
+        if agent_up and not token:
+            raise StoreError(
+                f"{exc}; the agent at {url} is running but its API token "
+                f"({default_token_path(config)}) is not readable by this user, so this command "
+                "cannot go through it either"
+            ) from exc
+        raise
     return Backend(
         "direct", _store_label(config.agent.store), service=GrantService(config, store), store=store
     )
 
 
 def _store_label(url: str) -> str:
-    if "@" in url:  # a PostgreSQL URL may carry a password
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
+    """The store URL without any password (in the user part or a ``password=`` parameter)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.startswith("sqlite"):
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:  # user[:password]@host: the password may itself contain @ or :
+        authority = "***@" + authority.rpartition("@")[2]
+    from entragate.logs import redact_text
+
+    return redact_text(f"{scheme}://{authority}{slash}{tail}")
 
 
 def _via(backend: Backend) -> str:
@@ -409,7 +435,17 @@ def _print_grants(grants: builtins.list[dict[str, Any]]) -> None:
         return
     headers = ("ACL", "CIDR", "USER", "EXPIRES", "SOURCE", "NOTE")
     rows = [
-        (g["acl"], g["cidr"], g["user"], g["expires_at"], g.get("source", ""), g.get("note", ""))
+        tuple(
+            _printable(str(v))
+            for v in (
+                g["acl"],
+                g["cidr"],
+                g["user"],
+                g["expires_at"],
+                g.get("source", ""),
+                g.get("note", ""),
+            )
+        )
         for g in grants
     ]
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers) - 1)]
@@ -469,7 +505,9 @@ def status(ctx: click.Context, json_flag: bool) -> None:
         for name, entry in data["acls"].items():
             click.echo(f"{name} ({entry['location']}): {len(entry['grants'])} active grant(s)")
             for g in entry["grants"]:
-                click.echo(f"  {g['cidr']}  {g['user']}  until {g['expires_at']}")
+                click.echo(
+                    _printable(f"  {g['cidr']}  {g['user']}  until {g['expires_at']}")
+                )
         if not data["acls"]:
             click.echo("no ACLs configured")
         return
@@ -488,10 +526,10 @@ def _print_tree(value: Any, depth: int) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, dict | builtins.list) and item:
-                click.echo(f"{pad}{key}:")
+                click.echo(f"{pad}{_printable(str(key))}:")
                 _print_tree(item, depth + 1)
             else:
-                click.echo(f"{pad}{key}: {_scalar(item)}")
+                click.echo(f"{pad}{_printable(str(key))}: {_scalar(item)}")
     elif isinstance(value, builtins.list):
         for item in value:
             if isinstance(item, dict):
@@ -515,7 +553,22 @@ def _scalar(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, dict | builtins.list):
         return "none" if not value else json.dumps(value)
-    return str(value)
+    return _printable(str(value))
+
+
+def _printable(text: str) -> str:
+    """Control, bidi and other invisible characters escaped, so data shown on a terminal
+    (a note, a user name) cannot move the cursor, retitle the window or reorder text."""
+    import unicodedata
+
+    if text.isprintable() and not any(unicodedata.category(ch) == "Cf" for ch in text):
+        return text
+    return "".join(
+        ch
+        if ch.isprintable() and unicodedata.category(ch) != "Cf"
+        else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
+    )
 
 
 # --------------------------------------------------------------------------- Knocknoc
@@ -554,6 +607,9 @@ def script(ctx: click.Context, action: str, acl: str, ip: str | None) -> None:
     with operation_errors(one_line=True):
         if action in ("add", "del") and not ip:
             raise UsageFailure(f"script {action} needs an IP address: script {action} ACL IP")
+        from entragate.service import canonical_user
+
+        user = canonical_user(user)  # as stored, so flush finds this user's grants
         backend = open_backend(config)
         try:
             if action == "add":
@@ -618,8 +674,29 @@ def run(ctx: click.Context) -> None:
     config = load_cli_config(ctx, require_credentials=True)
     run_agent: Callable[[Config], int | None] = _import("entragate.agent", "run_agent", "run")
     with operation_errors():
-        code = run_agent(config)
+        try:
+            code = run_agent(config)
+        except OSError as exc:
+            _fail(1, _os_error_text(exc, config))
     sys.exit(int(code or 0))
+
+
+def _os_error_text(exc: OSError, config: Config) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"entragate: cannot listen on {config.agent.listen}: the address is in use; is "
+            "another agent already running? (ss -ltnp shows who listens) Stop it, or set "
+            "agent.listen to a free port"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename is None:
+        return (
+            f"entragate: cannot listen on {config.agent.listen}: permission denied; use a "
+            "port above 1023 in agent.listen"
+        )
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"entragate: cannot start the agent:{where}: {exc.strerror or exc}"
 
 
 @main.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -12,11 +13,45 @@ import structlog
 _SECRET_KEYS = {"client_secret", "secret", "api_token", "token", "authorization", "password", "access_token"}
 
 
+# Secrets that can hide inside a value: a URL's user:password@, a password=… or
+# secret=… parameter (libpq keyword DSNs, query strings), an Authorization header.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*):[^\s/?#]*@")
+_KEY_VALUE = re.compile(
+    r"(?i)\b(password|passwd|pwd|client_secret|api_token|access_token|secret)"
+    r"(\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;,'\"]+)"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{12,}")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URL passwords, ``password=…``-style values and bearer tokens masked."""
+    if not text:
+        return text
+    text = _URL_PASSWORD.sub(r"\1:***@", text)
+    text = _KEY_VALUE.sub(r"\1\2***", text)
+    return _BEARER.sub(r"\1\2***", text)
+
+
 def _drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # Defence in depth: no call site should pass a secret, but if one does it is masked.
     for key in list(event):
         if key.lower() in _SECRET_KEYS:
             event[key] = "***"
+        elif isinstance(event[key], str):
+            event[key] = redact_text(event[key])
+    return event
+
+
+def _escape_controls(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # logfmt goes to a terminal: a value must not move the cursor or retitle the window
+    for key, value in event.items():
+        if isinstance(value, str) and not value.isprintable():
+            event[key] = "".join(
+                ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                for ch in value
+            )
     return event
 
 
@@ -34,6 +69,7 @@ def configure_logging(*, json_lines: bool | None = None, level: int = logging.IN
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _drop_secrets,
+            *([] if json_lines else [_escape_controls]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -54,6 +54,11 @@ class Metrics:
             ["acl", "location", "code"],
             registry=self.registry,
         )
+        self.writer = Gauge(
+            "entragate_writer",
+            "1 while this agent is its tenant's writer, 0 while it is a standby",
+            registry=self.registry,
+        )
         self.grant_applied_lag = Histogram(
             "entragate_grant_applied_lag_seconds",
             "Seconds from a grant being stored to its range being written to Entra",
@@ -65,6 +70,9 @@ class Metrics:
 
     def graph_response(self, method: str, status: int | str) -> None:
         self.graph_requests.labels(method=method.upper(), status=str(status)).inc()
+
+    def set_writer(self, writer: bool) -> None:
+        self.writer.set(1 if writer else 0)
 
     def throttled(self) -> None:
         self.throttled_count.inc()

@@ -10,8 +10,10 @@ squeeze into the last free slot.
 from __future__ import annotations
 
 import builtins
+import ipaddress
+import unicodedata
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from entragate.config import Config
@@ -36,6 +38,93 @@ Capacity = Callable[[str, list[str]], None]
 
 MAX_NOTE_LEN = 1024
 MAX_SOURCE_LEN = 64
+MAX_IP_TEXT = 64  # the longest IPv6 CIDR text is 43 characters; zone ids add a few
+MAX_TTL_TEXT = 32  # "1w6d23h59m59s" is 13; anything much longer is not a duration
+
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+class InvalidRequest(ValueError):
+    """A field other than the grant's acl/ip/user/ttl is unusable (API: 400 invalid_request)."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _is_text(value: str) -> bool:
+    """No lone surrogates (undecodable bytes from argv, \\udXXX escapes from JSON)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(field: str, value: object, max_len: int) -> str:
+    """A free-text field (note, source): a string of at most ``max_len`` characters with no
+    control, format (bidi, zero-width) or line-separator characters, which would reach
+    terminals through ``entragate list`` and log lines."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{field} must be a string")
+    text = value.strip()
+    if len(text) > max_len:
+        raise InvalidRequest(f"{field} is {len(text)} characters; at most {max_len}")
+    if not _is_text(text) or any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text
+    ):
+        raise InvalidRequest(
+            f"{field} {text[:40]!r} contains control or invisible characters; send plain text"
+        )
+    return text
+
+
+def canonical_user(user: object) -> str:
+    """``validate_user`` plus: valid Unicode text, composed (NFC), so "é" typed as e + U+0301
+    and as U+00E9 is one user, whose grants revoke and ``script flush`` both find."""
+    if isinstance(user, str) and not _is_text(user):
+        raise InvalidGrant(
+            "invalid_user", f"user {user!r} is not valid text (undecodable bytes)", repr(user)
+        )
+    text = validate_user(user)
+    return validate_user(unicodedata.normalize("NFC", text))
+
+
+def unmap_ipv4(ip: object) -> object:
+    """``::ffff:a.b.c.d`` (an IPv4 client as a dual-stack socket reports it) → ``a.b.c.d``.
+
+    Entra evaluates an IPv4 client by its IPv4 source address, never by the mapped
+    IPv6 form, so a grant of the mapped form would never match. The mapped form names
+    exactly the same address(es), so this grants nothing wider. Anything else, including
+    mapped prefixes shorter than /96, is returned unchanged for ``parse_cidr`` to judge.
+    Text far longer than any address, or with non-ASCII characters (which int() would read
+    as digits), is refused here, so the prefix is parsed the same way by grant and revoke.
+    """
+    if isinstance(ip, str) and len(ip.strip()) > MAX_IP_TEXT:
+        raise InvalidGrant(
+            "invalid_ip", f"{ip.strip()[:24]!r}… is not an IP address or CIDR (too long)"
+        )
+    if isinstance(ip, str) and not ip.isascii():
+        # addresses are ASCII; int() would read "²" (error) or "٣٢" (32) in a prefix
+        raise InvalidGrant(
+            "invalid_ip", f"{ip.strip()!r} is not an IP address or CIDR (non-ASCII characters)"
+        )
+    if not isinstance(ip, str) or ":" not in ip or "%" in ip:
+        return ip
+    addr_text, slash, prefix_text = ip.strip().partition("/")
+    try:
+        address = ipaddress.IPv6Address(addr_text)
+    except ValueError:
+        return ip
+    if address not in _V4_MAPPED or address.ipv4_mapped is None:
+        return ip
+    if not slash:
+        return str(address.ipv4_mapped)
+    if not (prefix_text.isascii() and prefix_text.isdigit()) or not 96 <= int(prefix_text) <= 128:
+        return ip
+    return f"{address.ipv4_mapped}/{int(prefix_text) - 96}"
 
 
 class UnknownAcl(InvalidGrant):
@@ -94,7 +183,23 @@ class GrantService:
                 "invalid_ttl", "a grant needs a ttl (e.g. 8h) or an expires_at time; none given"
             )
         if ttl is not None:
-            seconds = check_ttl(parse_ttl(ttl), max_ttl)
+            if isinstance(ttl, str) and len(ttl.strip()) > MAX_TTL_TEXT:
+                raise InvalidGrant(
+                    "invalid_ttl",
+                    f"TTL {ttl.strip()[:20]!r}… is not a duration (use seconds, or e.g. 8h, 7d)",
+                )
+            try:
+                seconds = parse_ttl(ttl)
+                if max_ttl is not None and seconds > max(max_ttl, 10**12):
+                    raise InvalidGrant(  # keep the message short: no 4,000-digit numbers
+                        "ttl_too_long",
+                        f"TTL is far beyond max_ttl {format_ttl(max_ttl)} ({max_ttl}s)",
+                    )
+                seconds = check_ttl(seconds, max_ttl)
+            except ValueError:  # e.g. an integer too long to convert
+                raise InvalidGrant(
+                    "invalid_ttl", "TTL is not a duration (use seconds, or e.g. 8h, 7d)"
+                ) from None
             return now + timedelta(seconds=seconds)
         assert expires_at is not None
         if not isinstance(expires_at, datetime):
@@ -106,6 +211,16 @@ class GrantService:
                 "with Z or an offset",
                 expires_at.isoformat(),
             )
+        try:
+            expires_at = expires_at.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
+            remaining = (expires_at - now).total_seconds()
+            raise InvalidGrant(
+                "ttl_too_long" if remaining > 0 else "invalid_ttl",
+                f"expires_at {expires_at.isoformat()} is out of range; "
+                f"give a time within max_ttl ({format_ttl(max_ttl)}) from now",
+                expires_at.isoformat(),
+            ) from None
         remaining = (expires_at - now).total_seconds()
         if remaining <= 0:
             raise InvalidGrant(
@@ -136,12 +251,12 @@ class GrantService:
     ) -> Grant:
         """Validate and store a grant (renewing an existing one); returns the stored grant."""
         acl = self.check_acl(acl)
-        user = validate_user(user)
-        cidr = str(parse_cidr(ip))
+        user = canonical_user(user)
+        cidr = str(parse_cidr(unmap_ipv4(ip)))  # type: ignore[arg-type]
         now = now or utcnow()
         expiry = self._expiry(ttl, expires_at, now)
-        note = str(note or "").strip()[:MAX_NOTE_LEN]
-        source = str(source)[:MAX_SOURCE_LEN]
+        note = clean_text("note", note or "", MAX_NOTE_LEN)
+        source = clean_text("source", source, MAX_SOURCE_LEN)
 
         def capacity_check(cidrs: list[str]) -> None:
             self.capacity(acl, cidrs)
@@ -170,9 +285,10 @@ class GrantService:
     def revoke(self, acl: str, ip: str, user: str | None = None) -> int:
         """End the grants of ``ip`` in ``acl`` (of ``user`` only when given); idempotent."""
         acl = self.check_acl(acl)
-        cidr = normalize_cidr(ip)  # structural only: a grant made under older limits can go
+        # structural only: a grant made under older limits can go
+        cidr = normalize_cidr(unmap_ipv4(ip))  # type: ignore[arg-type]
         if user is not None:
-            user = validate_user(user)
+            user = canonical_user(user)
         removed = self.store.revoke(acl, cidr, user)
         for grant in removed:
             self.log.info(

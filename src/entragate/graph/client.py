@@ -72,8 +72,9 @@ class GraphClient:
     """Named-locations operations; every failure leaves as an ``EntraError``.
 
     ``before_request`` is called before every request (reads cost throttling budget
-    too, so the sync pacer hooks in here); ``on_response(method, status)`` feeds
-    metrics.
+    too, so the sync pacer hooks in here); ``write_guard`` is called last before
+    every write is sent and may raise to stop it (the sync engine checks that it
+    still holds the writer lease); ``on_response(method, status)`` feeds metrics.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class GraphClient:
         self.tokens = tokens or TokenProvider(config, self.session)
         self.before_request = before_request
         self.on_response = on_response
+        self.write_guard: Callable[[], None] | None = None
         self.last_request_id: str | None = None
 
     @property
@@ -114,6 +116,8 @@ class GraphClient:
             token = self.tokens.access_token()
             if self.before_request is not None:
                 self.before_request()
+            if write and self.write_guard is not None:
+                self.write_guard()
             client_request_id = str(uuid.uuid4())
             try:
                 response = self.session.request(

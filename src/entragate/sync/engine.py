@@ -5,10 +5,18 @@ write, so a burst of any size becomes one PATCH per location per slot carrying t
 latest desired state. Failures never touch the grant store: throttling and
 transient errors back off and retry; anything else parks the location (still
 retried, slowly) and shows its code in ``status``.
+
+With a :class:`~entragate.sync.leader.WriterLease` (several agents on one store,
+SPEC 8) the engine is the writer only while it holds the lease; otherwise it is a
+standby that retries the lease about once a second and never calls Graph. Each
+term as writer starts by reading Entra; the lease is verified right before every
+Graph write, and on losing it the engine stops writing at once and forgets what
+it knew of the remote state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -18,13 +26,18 @@ from typing import Any
 
 from entragate.config import AclConfig, Config
 from entragate.errors import EntraError, LocationProblem, RequestRejected, Throttled
-from entragate.grants.store import GrantStore
+from entragate.grants.store import GrantStore, StoreError
 from entragate.graph.client import GraphClient, NamedLocation
 from entragate.logs import get_logger
+from entragate.sync.leader import WriterLease
 from entragate.sync.pacer import Pacer, PacerStopped, full_jitter
 from entragate.sync.ranges import desired_ranges, location_name, plan_locations
 
 Observer = Callable[..., None]
+
+
+class WriterLeaseLost(Exception):
+    """The writer lease was lost: the write about to be sent must not happen."""
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -90,6 +103,9 @@ class SyncEngine:
         metrics: Any = None,
         parked_retry: float = 60.0,
         backoff_cap: float = 32.0,
+        lease: WriterLease | None = None,
+        standby_retry: float = 1.0,
+        lease_check_interval: float = 1.0,
     ) -> None:
         self.config = config
         self.store = store
@@ -107,6 +123,17 @@ class SyncEngine:
         self._verify_due = 0.0
         self._verified_once = False
         self._backoff_attempts = 0
+        # Without a lease this engine is the only writer (one agent, or sync --once).
+        self.lease = lease
+        self.standby_retry = standby_retry
+        self.lease_check_interval = lease_check_interval
+        self._writer = lease is None
+        self._fresh = False  # Entra read since this term as writer began
+        self._lease_check_due = 0.0
+        self._standby_reason: str | None = None
+        self._retry_lease_after = 0.0  # a writer that lost its session lets standbys go first
+        if lease is not None:
+            graph.write_guard = self._guard_write
         self.shards: dict[str, list[LocationState]] = {
             name: [
                 LocationState(name, i, location_name(acl.location, i))
@@ -114,6 +141,7 @@ class SyncEngine:
             ]
             for name, acl in config.acls.items()
         }
+        self._set_writer_metric()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -128,24 +156,159 @@ class SyncEngine:
         self.pacer.stop()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._thread is None or not self._thread.is_alive():
+            # A thread still stuck in a request releases the lease itself when it ends.
+            self.release_writer()
 
     def notify(self) -> None:
         """Grants changed in this process: look again now."""
         self._wake.set()
 
     def ready(self) -> bool:
-        return self._verified_once
+        """Writer: has read the remote state. Standby: its store answers (it serves the API)."""
+        if self._writer:
+            return self._verified_once
+        try:
+            self.store.change_seq()
+        except StoreError:
+            return False
+        return True
+
+    @property
+    def is_writer(self) -> bool:
+        return self._writer
+
+    # ---------------------------------------------------------------- writer lease
+
+    def acquire_writer(self) -> bool:
+        """Become the writer if the lease is free; a new term starts by reading Entra."""
+        if self._writer:
+            return True
+        assert self.lease is not None
+        if time.monotonic() < self._retry_lease_after:
+            return False
+        try:
+            acquired = self.lease.try_acquire()
+        except Exception as exc:  # a lease must never take the engine down
+            acquired, reason = False, f"{type(exc).__name__}: {exc}"
+        else:
+            reason = self.lease.why_not()
+        if not acquired:
+            if reason != self._standby_reason:  # once per reason, not once a second
+                self._standby_reason = reason
+                self.log.info("writer.standby", reason=reason, lease=self.lease.describe())
+            return False
+        with self._lock:
+            self._forget_remote()
+            self._writer = True
+            self._fresh = False
+            self._verify_due = 0.0
+            self._lease_check_due = time.monotonic() + self.lease_check_interval
+        self._standby_reason = None
+        self._set_writer_metric()
+        self.log.info("writer.acquired", lease=self.lease.describe())
+        self._wake.set()
+        return True
+
+    def check_writer(self) -> bool:
+        """Verify the lease now (a round trip to its source); on loss become a standby."""
+        if self.lease is None:
+            return True
+        if not self._writer:
+            return False
+        try:
+            held = self.lease.held()
+        except Exception:
+            held = False
+        if not held:
+            self._lose_writer("the writer lease is no longer held (its session ended)")
+        return held
+
+    def release_writer(self) -> None:
+        """Give the lease up (on stop): a standby takes over within about a second."""
+        if self.lease is None:
+            return
+        with self._lock:
+            was_writer, self._writer, self._fresh = self._writer, False, False
+        with contextlib.suppress(Exception):
+            self.lease.release()
+        if was_writer:
+            self._set_writer_metric()
+            self.log.info("writer.released", lease=self.lease.describe())
+
+    def _lose_writer(self, reason: str) -> None:
+        with self._lock:
+            if not self._writer:
+                return
+            self._writer = False
+            self._fresh = False
+            self._forget_remote()
+        # A flapping connection should not win the lease straight back: standbys retry
+        # every ``standby_retry``, so a healthy one takes over first.
+        self._retry_lease_after = time.monotonic() + 3 * self.standby_retry
+        assert self.lease is not None
+        with contextlib.suppress(Exception):
+            self.lease.release()  # close the session: never keep a lock we no longer trust
+        self._set_writer_metric()
+        self.log.warning("writer.lost", reason=reason, lease=self.lease.describe())
+
+    def _guard_write(self) -> None:
+        """Graph calls this right before sending each write."""
+        if not self.check_writer():
+            raise WriterLeaseLost("this agent is no longer the writer")
+
+    def _forget_remote(self) -> None:
+        """What this agent knew of Entra is stale once another agent may have written."""
+        for states in self.shards.values():
+            for state in states:
+                state.location = None
+                state.applied = None
+                state.last_error = None
+                state.failures = 0
+                state.parked_until = 0.0
+                state.throttled_until = None
+        self._backoff_attempts = 0
+
+    def _set_writer_metric(self) -> None:
+        setter = getattr(self.metrics, "set_writer", None)
+        if setter is not None:
+            setter(self._writer)
+
+    # ---------------------------------------------------------------- the thread
 
     def _run(self) -> None:
-        seq = self.store.change_seq()
+        try:
+            self._loop()
+        finally:
+            self.release_writer()
+
+    def _loop(self) -> None:
+        seq = -1
+        work = True  # False when a wait ended only to verify the lease
         while not self._stop.is_set():
-            try:
-                self.step()
-            except PacerStopped:
-                return
-            except Exception as exc:  # the writer must survive anything and keep grants
-                self.log.error("sync.crashed", error=f"{type(exc).__name__}: {exc}")
-                self._stop.wait(1.0)
+            if not self._writer:
+                if not self.acquire_writer():
+                    self._stop.wait(self.standby_retry)  # standby: the API serves, Graph is left alone
+                    continue
+                work = True
+            if self.lease is not None and time.monotonic() >= self._lease_check_due:
+                # Even when idle, notice a lost lease within about lease_check_interval.
+                self._lease_check_due = time.monotonic() + self.lease_check_interval
+                if not self.check_writer():
+                    continue
+            if work:
+                try:
+                    if seq < 0:
+                        seq = self.store.change_seq()
+                    self.step()
+                except PacerStopped:
+                    return
+                except Exception as exc:  # the writer must survive anything and keep grants
+                    self.log.error("sync.crashed", error=f"{type(exc).__name__}: {exc}")
+                    self._stop.wait(1.0)
+                if not self._writer:
+                    continue
+            work = True
             timeout = self._seconds_until_next_event()
             if self._wake.is_set():
                 self._wake.clear()
@@ -156,10 +319,15 @@ class SyncEngine:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                if self.lease is not None and time.monotonic() >= self._lease_check_due:
+                    work = False  # only the lease is due (checked above); keep waiting after
+                    break
                 new_seq = self.store.wait_for_change(seq, min(remaining, 0.25))
                 if new_seq != seq:
                     seq = new_seq
                     break
+            if self._wake.is_set():
+                work = True
             self._wake.clear()
 
     def _seconds_until_next_event(self) -> float:
@@ -188,6 +356,8 @@ class SyncEngine:
     # ---------------------------------------------------------------- one pass
 
     def step(self) -> None:
+        if not self._writer:
+            return  # a standby neither expires grants nor reads Entra: the writer does
         self.expire_due()
         if time.monotonic() >= self._verify_due:
             self.refresh_remote()
@@ -199,6 +369,8 @@ class SyncEngine:
 
     def refresh_remote(self) -> bool:
         """Read every named location once (one paged list) and adopt what Entra holds."""
+        if not self._writer:
+            return False
         self._verify_due = time.monotonic() + self.config.agent.verify_interval
         try:
             locations = self.graph.list_locations()
@@ -213,10 +385,13 @@ class SyncEngine:
             self._verify_due = time.monotonic() + retry_in
             return False
         with self._lock:
+            if not self._writer:
+                return False  # lost the lease during the read: this view is not ours to keep
             for acl_name, states in self.shards.items():
                 acl = self.config.acls[acl_name]
                 for state in states:
                     self._adopt(acl, state, locations)
+            self._fresh = True
         self._verified_once = True
         return True
 
@@ -298,11 +473,11 @@ class SyncEngine:
     def _next_write(self) -> tuple[AclConfig, LocationState, list[str]] | None:
         now = time.monotonic()
         with self._lock:
+            if not self._writer or not self._fresh:
+                return None  # only a writer that has read Entra in this term writes
             for acl in self.config.acls.values():
                 for state, ranges in self._plan(acl):
                     if state.parked_until and now < state.parked_until:
-                        continue
-                    if not self._verified_once:
                         continue
                     if state.location is None or state.applied != set(ranges):
                         return acl, state, ranges
@@ -324,11 +499,12 @@ class SyncEngine:
             if target is None:
                 return writes
             acl, state, ranges = target
-            self._write(acl, state, ranges)
-            writes += 1
+            if self._write(acl, state, ranges):
+                writes += 1
         return writes
 
-    def _write(self, acl: AclConfig, state: LocationState, ranges: list[str]) -> None:
+    def _write(self, acl: AclConfig, state: LocationState, ranges: list[str]) -> bool:
+        """One Graph write (or a failed attempt: True); False when the lease was lost first."""
         before = set(state.applied or ())
         try:
             if state.location is None:
@@ -352,9 +528,11 @@ class SyncEngine:
                 )
             else:
                 self.graph.replace_ranges(state.location, ranges)
+        except WriterLeaseLost:
+            return False  # nothing was sent; the engine is a standby now
         except EntraError as error:
             self._record_failure(state, error)
-            return
+            return True
         state.applied = set(ranges)
         state.last_sync = datetime.now(UTC)
         state.last_error = None
@@ -382,6 +560,7 @@ class SyncEngine:
                 for grant in self.store.active(acl.name):
                     if grant.cidr in added_set:
                         self.metrics.observe_lag((now - grant.created_at).total_seconds())
+        return True
 
     # ---------------------------------------------------------------- failures
 
@@ -449,17 +628,33 @@ class SyncEngine:
     # ---------------------------------------------------------------- reporting
 
     def status(self) -> dict[str, Any]:
+        """Per ACL and location. A standby shows the desired ranges from the shared
+        store but not the applied ones (only the writer reads Entra): those are null."""
         with self._lock:
+            writer = self._writer
             acls = {}
             for name, states in self.shards.items():
+                if not writer:
+                    self._plan(self.config.acls[name])  # desired, from the shared store
                 grants = self.store.active(name)
+                locations = [s.to_json(self.placeholder) for s in states]
+                if not writer:
+                    for entry in locations:
+                        entry["in_sync"] = None  # unknown here: ask the writer
                 acls[name] = {
                     "location": self.config.acls[name].location,
                     "grants": len(grants),
                     "empty": not grants and not self.config.acls[name].static,
-                    "locations": [s.to_json(self.placeholder) for s in states],
+                    "locations": locations,
                 }
-            return {"writer": True, "ready": self.ready(), "acls": acls}
+        result: dict[str, Any] = {"writer": writer, "role": "writer" if writer else "standby"}
+        if self.lease is not None:
+            result["lease"] = self.lease.describe()
+            if not writer and self._standby_reason:
+                result["standby_reason"] = self._standby_reason
+        result["ready"] = self.ready()
+        result["acls"] = acls
+        return result
 
     def plan(self) -> dict[str, Any]:
         """What a sync would write now: ranges to add and remove per location."""
