@@ -1052,7 +1052,7 @@ class Emulator:
 
     def _graph(self, req: Request, ctx: _Ctx, parsed: urllib.parse.SplitResult) -> Response:
         try:
-            tenant, app = self._authenticate(req)
+            tenant, _app, roles = self._authenticate(req)
             ctx.tenant = tenant.id
             self._throttle(tenant)
             op = ctx.operation
@@ -1063,8 +1063,6 @@ class Emulator:
                     f"Resource not found for the segment '{parsed.path.rstrip('/').rsplit('/', 1)[-1]}'.",
                 )
             write = req.method in ("POST", "PATCH", "DELETE", "PUT")
-            with self._lock:
-                roles = set(app.roles)
             if not (roles & READ_ROLES) or (write and WRITE_ROLE not in roles):
                 raise GraphError(
                     403,
@@ -1099,7 +1097,7 @@ class Emulator:
                 )
             return self._graph_error(ctx, e.status, e.code, e.message)
 
-    def _authenticate(self, req: Request) -> tuple[Tenant, App]:
+    def _authenticate(self, req: Request) -> tuple[Tenant, App, set[str]]:
         auth = req.headers.get("Authorization") or ""
         scheme, _, token = auth.partition(" ")
         token = token.strip()
@@ -1123,7 +1121,10 @@ class Emulator:
             app = tenant.apps.get(str(claims.get("appid"))) if tenant else None
         if tenant is None or app is None or tenant.graph_host != req.host:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.")
-        return tenant, app
+        # Like Graph, authorise by the roles in the token: a permission granted after the
+        # token was issued is seen only in a new token.
+        roles = claims.get("roles")
+        return tenant, app, {str(r) for r in roles} if isinstance(roles, list) else set()
 
     def _throttle(self, tenant: Tenant) -> None:
         rate = self.rate_limit

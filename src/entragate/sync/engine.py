@@ -31,7 +31,7 @@ from entragate.graph.client import GraphClient, NamedLocation
 from entragate.logs import get_logger
 from entragate.sync.leader import WriterLease
 from entragate.sync.pacer import Pacer, PacerStopped, full_jitter
-from entragate.sync.ranges import desired_ranges, location_name, plan_locations
+from entragate.sync.ranges import covers, desired_ranges, location_name, plan_locations
 
 Observer = Callable[..., None]
 
@@ -555,10 +555,10 @@ class SyncEngine:
             self.metrics.set_ranges(acl.name, state.name, len(ranges))
             self.metrics.set_error(acl.name, state.name, None)
             if added:
+                # Added ranges may be collapsed (two /32s become a /31): match by coverage.
                 now = datetime.now(UTC)
-                added_set = set(added)
                 for grant in self.store.active(acl.name):
-                    if grant.cidr in added_set:
+                    if covers(added, grant.cidr):
                         self.metrics.observe_lag((now - grant.created_at).total_seconds())
         return True
 
@@ -608,6 +608,10 @@ class SyncEngine:
         state.throttled_until = throttled_until
         if self.metrics is not None:
             self.metrics.set_error(state.acl, state.name, error.code)
+        if error.code in ("ENTRA001", "ENTRA002"):
+            # Graph reads roles from the token: a permission granted later only shows in a
+            # new one, so the next attempt must not reuse the cached token.
+            self.graph.tokens.invalidate()
         if not error.retryable:
             self._park(state, error)
 
