@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -76,7 +77,7 @@ def run_demo(console: Console | None = None) -> int:
     from entragate.graph import GraphClient
 
     console = console or Console()
-    configure_logging(json_lines=True, stream=open(os.devnull, "w"))  # noqa: SIM115 - quiet for the demo
+    configure_logging(json_lines=True, stream=sys.stderr if os.environ.get("ENTRAGATE_DEMO_LOG") else open(os.devnull, "w"))  # noqa: SIM115
     with tempfile.TemporaryDirectory(prefix="entragate-demo-") as tmp:
         workdir = Path(tmp)
         emu = Emulator(state_dir=workdir / "emulator", rate_limit=1.0)

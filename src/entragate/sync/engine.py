@@ -146,6 +146,9 @@ class SyncEngine:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> SyncEngine:
+        if self.lease is not None:
+            # Settle the role before the API answers /readyz: a cheap, non-blocking try.
+            self.acquire_writer()
         self._thread = threading.Thread(target=self._run, name="entragate-sync", daemon=True)
         self._thread.start()
         return self
