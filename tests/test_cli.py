@@ -553,7 +553,7 @@ def test_agent_unreachable_names_the_url_and_next_step() -> None:
 
 
 def test_store_label_never_shows_a_password() -> None:
-    from entragate.cli import _store_label
+    from entragate.logs import store_label as _store_label
 
     for url in (
         "postgresql://entragate:s3cr3t@db.example:5432/entragate",

@@ -13,7 +13,7 @@ from entragate.config import Config
 from entragate.grants import open_store
 from entragate.grants.store import GrantStore
 from entragate.graph.client import GraphClient
-from entragate.logs import configure_logging, get_logger
+from entragate.logs import configure_logging, get_logger, store_label
 from entragate.metrics import Metrics
 from entragate.service import GrantService
 from entragate.sync.engine import SyncEngine, check_capacity
@@ -89,7 +89,7 @@ class Agent:
     def start(self) -> Agent:
         self.api.start()
         self.engine.start()
-        self.log.info("agent.started", listen=self.api_url, acls=sorted(self.config.acls), store=_store_label(self.config.agent.store))
+        self.log.info("agent.started", listen=self.api_url, acls=sorted(self.config.acls), store=store_label(self.config.agent.store))
         return self
 
     def stop(self) -> None:
@@ -103,14 +103,6 @@ class Agent:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _store_label(url: str) -> str:
-    # A PostgreSQL URL may carry a password; log only scheme, host and database.
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
 
 
 def run_agent(config: Config) -> int:

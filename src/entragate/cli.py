@@ -24,6 +24,7 @@ import click
 
 from entragate import __version__
 from entragate.config import Config, ConfigError, load_config
+from entragate.logs import store_label
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -193,21 +194,8 @@ def open_backend(config: Config) -> Backend:
             ) from exc
         raise
     return Backend(
-        "direct", _store_label(config.agent.store), service=GrantService(config, store), store=store
+        "direct", store_label(config.agent.store), service=GrantService(config, store), store=store
     )
-
-
-def _store_label(url: str) -> str:
-    """The store URL without any password (in the user part or a ``password=`` parameter)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.startswith("sqlite"):
-        return url
-    authority, slash, tail = rest.partition("/")
-    if "@" in authority:  # user[:password]@host: the password may itself contain @ or :
-        authority = "***@" + authority.rpartition("@")[2]
-    from entragate.logs import redact_text
-
-    return redact_text(f"{scheme}://{authority}{slash}{tail}")
 
 
 def _via(backend: Backend) -> str:

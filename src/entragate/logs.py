@@ -80,3 +80,14 @@ def configure_logging(*, json_lines: bool | None = None, level: int = logging.IN
 
 def get_logger(**bound: Any) -> Any:
     return structlog.get_logger("entragate").bind(**bound)
+
+
+def store_label(url: str) -> str:
+    """The store URL without any password (in the user part or a ``password=`` parameter)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.startswith("sqlite"):
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:  # user[:password]@host: the password may itself contain @ or :
+        authority = "***@" + authority.rpartition("@")[2]
+    return redact_text(f"{scheme}://{authority}{slash}{tail}")

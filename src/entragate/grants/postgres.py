@@ -14,7 +14,6 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
@@ -56,16 +55,10 @@ _COLUMNS = "acl, username, cidr, expires_at, created_at, source, note"
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://…"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """The URL (or keyword DSN) without its password, for messages."""
+    from entragate.logs import redact_text
+
+    return redact_text(url)
 
 
 def _utc(value: datetime) -> datetime:
