@@ -285,3 +285,10 @@ def test_invalid_grant_is_immutable_and_well_behaved() -> None:
     except InvalidGrant as caught:
         assert isinstance(caught.__cause__, KeyError)
         assert caught.__traceback__ is not None
+
+
+def test_non_ascii_digits_are_refused_not_crashed() -> None:
+    for text in ("81.2.69.142/²", "81.2.69.142/٣٢", "８１.2.69.142"):
+        with pytest.raises(InvalidGrant) as info:
+            parse_cidr(text)
+        assert info.value.reason == "invalid_ip"

@@ -161,7 +161,8 @@ def parse_cidr(
             f"{raw} carries a zone id (%...); zone ids are local to one host, grant the address without it",
             raw,
         )
-    if any(ch.isspace() for ch in raw):
+    if any(ch.isspace() for ch in raw) or not raw.isascii():
+        # Non-ASCII digits ("/٣٢") satisfy str.isdigit and int(), never an address parser.
         raise InvalidGrant("invalid_ip", f"{raw!r} is not an IP address or CIDR", raw)
     addr_part, slash, prefix_part = raw.partition("/")
     if slash and not prefix_part.isdigit():
