@@ -361,6 +361,9 @@ def test_ending_one_grant_changes_only_its_location(
     for g in granted:
         if not (addresses([g]) & addresses(disjoint)):
             disjoint.append(g)
+    # ... and none that collapse together: ending one grant of a merged range splits it,
+    # which can need more ranges than its location has room for (max_ranges=1)
+    assume(len(desired_ranges([], disjoint)) == len(disjoint))
     first = plan_locations(
         desired_ranges([], disjoint), [], max_ranges=max_ranges, max_locations=max_locations
     )
