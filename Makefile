@@ -25,10 +25,11 @@ lint: setup
 	$(BIN)/mypy
 
 # The PostgreSQL tests start their own server from these binaries; install them if absent.
+# The system CA store is what the agent trusts without ca_bundle; the doctor tests read it.
 system-deps:
-	@test -x $(PG_BIN)/initdb || { \
-		echo "installing postgresql-15 (the PostgreSQL store tests start their own server)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15; }
+	@test -x $(PG_BIN)/initdb -a -f /etc/ssl/certs/ca-certificates.crt || { \
+		echo "installing postgresql-15 and ca-certificates (needed by the tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 ca-certificates; }
 
 unit: setup system-deps
 	$(BIN)/python -m pytest -q

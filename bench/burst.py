@@ -32,13 +32,16 @@ from entragate.emulator import Emulator, EmulatorFault
 from entragate.errors import EntraError, Throttled
 from entragate.logs import configure_logging
 from entragate.sync.pacer import full_jitter
-from entragate.sync.ranges import covers
+from entragate.sync.ranges import RangeSet
 
 LOCATION = "Bench staff"
 
 
-def addresses(n: int) -> list[str]:
-    # 81.0.0.0/8 and onwards: globally routable, never documentation space
+def addresses(n: int, *, scattered: bool = False) -> list[str]:
+    """Globally routable (81.0.0.0/8 onwards), never documentation space. Neighbours
+    collapse into a few ranges; ``scattered`` ones (as from many ISPs) never do."""
+    if scattered:
+        return [f"{81 + i // 62500}.{(i // 250) % 250}.{i % 250}.1" for i in range(n)]
     return [f"81.{2 + i // 62500}.{(i // 250) % 250}.{1 + i % 250}" for i in range(n)]
 
 
@@ -63,10 +66,10 @@ def bench_config(emu: Emulator, app: Any, workdir: Path) -> Config:
 
 
 def visibility(emu: Emulator, tenant: str, acked: dict[str, float]) -> list[float]:
-    writes = sorted(emu.writes(tenant), key=lambda w: w.time)
+    writes = [(w.time, RangeSet(w.ranges or ())) for w in sorted(emu.writes(tenant), key=lambda w: w.time)]
     latencies = []
     for cidr, at in acked.items():
-        seen = next((w.time for w in writes if w.time >= at and w.ranges and covers(w.ranges, cidr)), None)
+        seen = next((t for t, ranges in writes if t >= at and ranges.covers(cidr)), None)
         if seen is not None:
             latencies.append(seen - at)
     return latencies
@@ -117,14 +120,16 @@ def _client_worker(url: str, token: str, jobs: list[tuple[int, str]], t0: float,
         return [r for r in pool.map(grant, jobs) if r is not None]
 
 
-def run_entragate(emu: Emulator, n: int, workdir: Path, timeout: float, processes: int) -> dict[str, Any]:
+def run_entragate(
+    emu: Emulator, n: int, workdir: Path, timeout: float, processes: int, scattered: bool
+) -> dict[str, Any]:
     from entragate.agent import Agent
 
     tenant = emu.add_tenant()
     app = emu.add_app(tenant, secret="Bench~Secret.Value-0123456789abcdefGHIJ")
     emu.create_location(tenant, LOCATION, ["192.0.2.255/32"])
     config = bench_config(emu, app, workdir / "entragate")
-    wanted = addresses(n)
+    wanted = addresses(n, scattered=scattered)
     with Agent(config) as agent:
         deadline = time.monotonic() + 30
         while not agent.engine.ready() and time.monotonic() < deadline:
@@ -141,8 +146,8 @@ def run_entragate(emu: Emulator, n: int, workdir: Path, timeout: float, processe
         burst_seconds = time.time() - t0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            current = [r["cidrAddress"] for loc in emu.locations(tenant) for r in loc["ipRanges"]]
-            if all(covers(current, cidr) for cidr in acked):
+            current = RangeSet(r["cidrAddress"] for loc in emu.locations(tenant) for r in loc["ipRanges"])
+            if all(current.covers(cidr) for cidr in acked):
                 break
             time.sleep(0.05)
     result = summarise(visibility(emu, tenant, acked), graph_requests(emu, tenant, since), n)
@@ -151,7 +156,7 @@ def run_entragate(emu: Emulator, n: int, workdir: Path, timeout: float, processe
     return result
 
 
-def run_naive(emu: Emulator, n: int, timeout: float) -> dict[str, Any]:
+def run_naive(emu: Emulator, n: int, timeout: float, scattered: bool) -> dict[str, Any]:
     """One PATCH of the full list per grant event, in order, retrying 429s with backoff."""
     from entragate.graph import GraphClient
 
@@ -162,7 +167,7 @@ def run_naive(emu: Emulator, n: int, timeout: float) -> dict[str, Any]:
         graph = GraphClient(bench_config(emu, app, Path(tmp)))
     location = graph.find_location(LOCATION)
     assert location is not None
-    wanted = [f"{a}/32" for a in addresses(n)]
+    wanted = [f"{a}/32" for a in addresses(n, scattered=scattered)]
     # The same open-loop burst: event i arrives at t0 + i/n, and is PATCHed in turn.
     since = time.time()
     acked = {cidr: since + i / n for i, cidr in enumerate(wanted)}
@@ -193,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive-timeout", type=float, default=60.0,
                         help="stop the naive client after this many seconds (it needs ~1 s per grant)")
     parser.add_argument("--processes", type=int, default=2, help="load-generating client processes")
+    parser.add_argument("--scattered", action="store_true",
+                        help="addresses that never collapse into wider ranges (as from many ISPs)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     configure_logging(json_lines=True, stream=open("/dev/null", "w"))  # noqa: SIM115
@@ -202,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         emu.start()
         try:
             emu.set_fault(EmulatorFault(kind="latency", host="graph", seconds=args.latency))
-            ours = run_entragate(emu, args.grants, workdir, timeout=120.0, processes=args.processes)
-            naive = run_naive(emu, args.grants, timeout=args.naive_timeout)
+            ours = run_entragate(emu, args.grants, workdir, timeout=120.0, processes=args.processes,
+                                 scattered=args.scattered)
+            naive = run_naive(emu, args.grants, timeout=args.naive_timeout, scattered=args.scattered)
         finally:
             emu.stop()
     report = {"entragate": ours, "naive": naive, "grants": args.grants}

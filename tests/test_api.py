@@ -425,7 +425,8 @@ def test_ipv6_loopback(tmp_path: Path) -> None:
         server.start()
     except OSError:
         store.close()
-        pytest.skip("no IPv6 loopback here")
+        # platform: a kernel or container without IPv6 has no ::1 to bind
+        pytest.skip("no IPv6 loopback (::1) on this host")
     try:
         assert server.url.startswith("http://[::1]:")
         conn = http.client.HTTPConnection("::1", server.port, timeout=10)

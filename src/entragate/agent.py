@@ -16,7 +16,7 @@ from entragate.graph.client import GraphClient
 from entragate.logs import configure_logging, get_logger, store_label
 from entragate.metrics import Metrics
 from entragate.service import GrantService
-from entragate.sync.engine import SyncEngine, check_capacity
+from entragate.sync.engine import SyncEngine
 from entragate.sync.leader import WriterLease, lease_for_store
 from entragate.sync.pacer import Pacer
 from entragate.transport import new_session
@@ -29,13 +29,6 @@ def build_graph(config: Config, pacer: Pacer, metrics: Metrics | None, env: Mapp
         before_request=pacer.acquire,
         on_response=metrics.graph_response if metrics is not None else None,
     )
-
-
-def capacity_for(config: Config) -> Any:
-    def check(acl: str, cidrs: list[str]) -> None:
-        check_capacity(config.acls[acl], cidrs)
-
-    return check
 
 
 class Agent:
@@ -67,9 +60,7 @@ class Agent:
             lease=self.lease,
             standby_retry=standby_retry,
         )
-        self.service = GrantService(
-            config, self.store, capacity=capacity_for(config), on_change=self.engine.notify
-        )
+        self.service = GrantService(config, self.store, on_change=self.engine.notify)
         self.token = load_or_create_api_token(config)
         self.api = ApiServer(
             config,

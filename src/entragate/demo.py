@@ -22,7 +22,7 @@ from rich.table import Table
 from entragate.config import AclConfig, AgentConfig, Config, ConnectTo, Secret
 from entragate.errors import EntraError
 from entragate.logs import configure_logging
-from entragate.sync.ranges import covers
+from entragate.sync.ranges import RangeSet
 
 LOCATION = "Entragate staff"
 
@@ -67,8 +67,8 @@ def _ranges(emu: Any, tenant: str) -> list[str]:
 
 
 def _visible(emu: Any, tenant: str, cidrs: set[str]) -> bool:
-    current = _ranges(emu, tenant)
-    return all(covers(current, cidr) for cidr in cidrs)
+    current = RangeSet(_ranges(emu, tenant))
+    return all(current.covers(cidr) for cidr in cidrs)
 
 
 def run_demo(console: Console | None = None) -> int:

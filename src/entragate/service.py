@@ -17,12 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from entragate.config import Config
+from entragate.errors import RequestRejected
 from entragate.grants import (
     Grant,
     GrantStore,
     InvalidGrant,
     check_ttl,
     format_ttl,
+    has_unsafe_characters,
     normalize_cidr,
     parse_cidr,
     parse_ttl,
@@ -32,7 +34,7 @@ from entragate.grants import (
     validate_user,
 )
 from entragate.logs import get_logger
-from entragate.sync.engine import check_capacity
+from entragate.sync.ranges import make_capacity_check
 
 Capacity = Callable[[str, list[str]], None]
 
@@ -54,15 +56,6 @@ class InvalidRequest(ValueError):
         self.message = message
 
 
-def _is_text(value: str) -> bool:
-    """No lone surrogates (undecodable bytes from argv, \\udXXX escapes from JSON)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def clean_text(field: str, value: object, max_len: int) -> str:
     """A free-text field (note, source): a string of at most ``max_len`` characters with no
     control, format (bidi, zero-width) or line-separator characters, which would reach
@@ -72,9 +65,7 @@ def clean_text(field: str, value: object, max_len: int) -> str:
     text = value.strip()
     if len(text) > max_len:
         raise InvalidRequest(f"{field} is {len(text)} characters; at most {max_len}")
-    if not _is_text(text) or any(
-        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text
-    ):
+    if has_unsafe_characters(text):
         raise InvalidRequest(
             f"{field} {text[:40]!r} contains control or invisible characters; send plain text"
         )
@@ -84,10 +75,6 @@ def clean_text(field: str, value: object, max_len: int) -> str:
 def canonical_user(user: object) -> str:
     """``validate_user`` plus: valid Unicode text, composed (NFC), so "é" typed as e + U+0301
     and as U+00E9 is one user, whose grants revoke and ``script flush`` both find."""
-    if isinstance(user, str) and not _is_text(user):
-        raise InvalidGrant(
-            "invalid_user", f"user {user!r} is not valid text (undecodable bytes)", repr(user)
-        )
     text = validate_user(user)
     return validate_user(unicodedata.normalize("NFC", text))
 
@@ -99,17 +86,11 @@ def unmap_ipv4(ip: object) -> object:
     IPv6 form, so a grant of the mapped form would never match. The mapped form names
     exactly the same address(es), so this grants nothing wider. Anything else, including
     mapped prefixes shorter than /96, is returned unchanged for ``parse_cidr`` to judge.
-    Text far longer than any address, or with non-ASCII characters (which int() would read
-    as digits), is refused here, so the prefix is parsed the same way by grant and revoke.
+    Text far longer than any address is refused here, keeping error messages short.
     """
     if isinstance(ip, str) and len(ip.strip()) > MAX_IP_TEXT:
         raise InvalidGrant(
             "invalid_ip", f"{ip.strip()[:24]!r}… is not an IP address or CIDR (too long)"
-        )
-    if isinstance(ip, str) and not ip.isascii():
-        # addresses are ASCII; int() would read "²" (error) or "٣٢" (32) in a prefix
-        raise InvalidGrant(
-            "invalid_ip", f"{ip.strip()!r} is not an IP address or CIDR (non-ASCII characters)"
         )
     if not isinstance(ip, str) or ":" not in ip or "%" in ip:
         return ip
@@ -136,11 +117,22 @@ class UnknownAcl(InvalidGrant):
 
 
 def default_capacity(config: Config) -> Capacity:
-    """The ACL's shards (``max_ranges`` x ``max_locations``) as the limit: the sync
-    engine's own rule, so the CLI's direct mode refuses exactly what the agent would."""
+    """The ACL's shards (``max_ranges`` x ``max_locations``) as the limit, refused with
+    ENTRA007; the agent and the CLI's direct mode both use this one rule."""
 
     def check(acl_name: str, cidrs: list[str]) -> None:
-        check_capacity(config.acls[acl_name], cidrs)
+        acl = config.acls[acl_name]
+        limit = make_capacity_check(
+            acl.static, max_ranges=acl.max_ranges, max_locations=acl.max_locations, acl=acl_name
+        )
+        try:
+            limit(cidrs)
+        except InvalidGrant as exc:
+            raise RequestRejected(
+                exc.message,
+                operation="grant",
+                hint="raise max_locations for this acl, or revoke unused grants",
+            ) from None
 
     return check
 
@@ -289,44 +281,35 @@ class GrantService:
         cidr = normalize_cidr(unmap_ipv4(ip))  # type: ignore[arg-type]
         if user is not None:
             user = canonical_user(user)
-        removed = self.store.revoke(acl, cidr, user)
-        for grant in removed:
-            self.log.info(
-                "grant.revoked",
-                acl=grant.acl,
-                user=grant.user,
-                cidr=grant.cidr,
-                expires_at=rfc3339(grant.expires_at),
-                source=grant.source,
-            )
-        if removed:
-            self._changed()
-        return len(removed)
+        return self._ended(self.store.revoke(acl, cidr, user))
 
     def flush(self, acl: str) -> int:
         """End every grant of ``acl``."""
         acl = self.check_acl(acl)
-        removed = self.store.flush(acl)
-        for grant in removed:
-            self.log.info(
-                "grant.revoked",
-                acl=grant.acl,
-                user=grant.user,
-                cidr=grant.cidr,
-                expires_at=rfc3339(grant.expires_at),
-                source=grant.source,
-                reason="flush",
-            )
-        self.log.info("acl.flushed", acl=acl, ended=len(removed))
-        if removed:
-            self._changed()
-        return len(removed)
+        ended = self._ended(self.store.flush(acl), reason="flush")
+        self.log.info("acl.flushed", acl=acl, ended=ended)
+        return ended
 
     def list(self, acl: str | None = None) -> builtins.list[Grant]:
         """Active grants (of one ACL, or of all)."""
         if acl is not None:
             acl = self.check_acl(acl)
         return self.store.active(acl)
+
+    def _ended(self, removed: builtins.list[Grant], **extra: str) -> int:
+        for grant in removed:
+            self.log.info(
+                "grant.revoked",
+                acl=grant.acl,
+                user=grant.user,
+                cidr=grant.cidr,
+                expires_at=rfc3339(grant.expires_at),
+                source=grant.source,
+                **extra,
+            )
+        if removed:
+            self._changed()
+        return len(removed)
 
     def _changed(self) -> None:
         if self.on_change is not None:

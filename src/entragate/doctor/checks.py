@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -49,6 +48,7 @@ from entragate.doctor.tlsprobe import (
 from entragate.doctor.truststore import TrustStoreReport
 from entragate.errors import EntraError, classify_exception
 from entragate.grants.validation import MIN_PREFIX_V4, MIN_PREFIX_V6
+from entragate.logs import redact_text
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 CHECK_IDS = (
@@ -103,14 +103,7 @@ def mask_url(url: str | None) -> str | None:
     """A proxy URL without its password (proxy credentials are secrets too)."""
     if not url:
         return url
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return redact_text(url if "://" in url else f"http://{url}")
 
 
 def _is_ip(host: str) -> bool:

@@ -304,8 +304,10 @@ def check_ttl(seconds: int, max_ttl: int | None) -> int:
 # --------------------------------------------------------------------------- names
 
 
-def _has_control(text: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
+def has_unsafe_characters(text: str) -> bool:
+    """Control, format (bidi, zero-width), line-separator characters or lone surrogates
+    (undecodable bytes): nothing a name or a note shown on a terminal may carry."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text)
 
 
 def validate_user(user: object) -> str:
@@ -324,7 +326,7 @@ def validate_user(user: object) -> str:
             f"user {text[:32]!r}… is {len(text)} characters; at most {MAX_USER_LEN}",
             user,
         )
-    if _has_control(text):
+    if has_unsafe_characters(text):
         raise InvalidGrant("invalid_user", f"user {text!r} contains control characters", user)
     return text
 
@@ -346,6 +348,6 @@ def validate_acl(acl: object) -> str:
             f"acl {text[:32]!r}… is {len(text)} characters; at most {MAX_ACL_LEN}",
             acl,
         )
-    if _has_control(text) or "/" in text:
+    if has_unsafe_characters(text) or "/" in text:
         raise InvalidGrant("invalid_acl", f"acl {text!r} contains a control character or '/'", acl)
     return text

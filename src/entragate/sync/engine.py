@@ -19,29 +19,22 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from entragate.config import AclConfig, Config
-from entragate.errors import EntraError, LocationProblem, RequestRejected, Throttled
-from entragate.grants.store import GrantStore, StoreError
+from entragate.errors import EntraError, LocationProblem, Throttled
+from entragate.grants.store import GrantStore, StoreError, rfc3339
 from entragate.graph.client import GraphClient, NamedLocation
 from entragate.logs import get_logger
 from entragate.sync.leader import WriterLease
 from entragate.sync.pacer import Pacer, PacerStopped, full_jitter
-from entragate.sync.ranges import covers, desired_ranges, location_name, plan_locations
-
-Observer = Callable[..., None]
+from entragate.sync.ranges import RangeSet, desired_ranges, location_name, plan_locations
 
 
 class WriterLeaseLost(Exception):
     """The writer lease was lost: the write about to be sent must not happen."""
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 @dataclass
@@ -69,27 +62,12 @@ class LocationState:
             "ranges_desired": [r for r in self.desired if r != placeholder],
             "ranges_applied": None if applied is None else [r for r in applied if r != placeholder],
             "in_sync": self.applied is not None and set(self.desired) == self.applied,
-            "last_sync": _iso(self.last_sync),
+            "last_sync": rfc3339(self.last_sync) if self.last_sync else None,
             "last_error": None
             if error is None
             else {"code": error.code, "message": error.message, "request_id": error.request_id},
-            "throttled_until": _iso(self.throttled_until),
+            "throttled_until": rfc3339(self.throttled_until) if self.throttled_until else None,
         }
-
-
-def check_capacity(acl: AclConfig, cidrs: list[str]) -> None:
-    """Refuse (ENTRA007) a grant that would not fit in the ACL's shards."""
-    capacity = acl.max_ranges * acl.max_locations
-    if len(cidrs) + len(acl.static) <= capacity:
-        return  # collapsing only ever lowers the count: no need to compute it
-    needed = len(desired_ranges(acl.static, cidrs))
-    if needed > capacity:
-        raise RequestRejected(
-            f"acl {acl.name!r} is full: {needed} ranges would exceed {acl.max_locations} "
-            f"location(s) x {acl.max_ranges} ranges",
-            operation="grant",
-            hint="raise max_locations for this acl, or revoke unused grants",
-        )
 
 
 class SyncEngine:
@@ -560,8 +538,9 @@ class SyncEngine:
             if added:
                 # Added ranges may be collapsed (two /32s become a /31): match by coverage.
                 now = datetime.now(UTC)
+                written = RangeSet(added)
                 for grant in self.store.active(acl.name):
-                    if covers(added, grant.cidr):
+                    if written.covers(grant.cidr):
                         self.metrics.observe_lag((now - grant.created_at).total_seconds())
         return True
 
@@ -601,7 +580,7 @@ class SyncEngine:
             deadline = self.pacer.penalize(delay)
             if self.metrics is not None:
                 self.metrics.throttled()
-            return datetime.now(UTC) + _seconds(deadline - time.monotonic())
+            return datetime.now(UTC) + timedelta(seconds=max(0.0, deadline - time.monotonic()))
         self.pacer.penalize(full_jitter(self._backoff_attempts, cap=self.backoff_cap, floor=0.5))
         return None
 
@@ -682,7 +661,3 @@ class SyncEngine:
                     )
                 out[name] = entries
         return out
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=max(0.0, value))

@@ -14,6 +14,7 @@ new part, so the merge never forces a second location to be rewritten.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,8 @@ def make_capacity_check(
     limit = capacity(max_ranges, max_locations)
 
     def check(cidrs: list[str]) -> None:
+        if len(cidrs) + len(static_nets) <= limit:
+            return  # collapsing only ever lowers the count: no need to compute it
         count = len(desired_ranges(static_nets, cidrs))
         if count > limit:
             where = f"acl {acl}" if acl else "this acl"
@@ -155,17 +158,39 @@ class Plan:
         return [lp for lp in self.locations if lp.changed]
 
 
-def _intersect(target: IPNetwork, nets: Sequence[IPNetwork]) -> list[IPNetwork]:
-    """Parts of ``target`` covered by ``nets`` (any order, may overlap)."""
-    out: list[IPNetwork] = []
-    for n in nets:
-        if n.version != target.version:
-            continue
-        if n.subnet_of(target):  # type: ignore[arg-type]
-            out.append(n)
-        elif target.subnet_of(n):  # type: ignore[arg-type]
-            out.append(target)
-    return collapse(out)
+class RangeSet:
+    """Networks searchable by address: which parts of a network they cover, in O(log n).
+
+    Collapsed on construction, so the networks are disjoint and sorted; networks that
+    overlap a query then form one contiguous run found by bisection. (A linear scan
+    made placement quadratic: over a second for 1,000 scattered grants.)
+    """
+
+    def __init__(self, nets: Iterable[str | IPNetwork]) -> None:
+        self.nets = collapse(_as_net(n) for n in nets)
+        self._starts = [(n.version, int(n.network_address)) for n in self.nets]
+
+    def within(self, target: IPNetwork) -> list[IPNetwork]:
+        """The parts of ``target`` these networks cover (sorted, disjoint)."""
+        start, end = int(target.network_address), int(target.broadcast_address)
+        # the run may begin with a network that starts before target and contains it
+        k = max(0, bisect.bisect_right(self._starts, (target.version, start)) - 1)
+        out: list[IPNetwork] = []
+        while k < len(self.nets):
+            n = self.nets[k]
+            version, n_start = self._starts[k]
+            if version > target.version or (version == target.version and n_start > end):
+                break
+            if version == target.version and n.overlaps(target):
+                # two CIDR networks that overlap are nested
+                out.append(n if n.prefixlen >= target.prefixlen else target)
+            k += 1
+        return out
+
+    def covers(self, cidr: str | IPNetwork) -> bool:
+        """Whether every address of ``cidr`` is in these networks."""
+        target = ipaddress.ip_network(cidr, strict=False) if isinstance(cidr, str) else cidr
+        return self.within(target) == [target]
 
 
 def _subtract(pieces: Sequence[IPNetwork], nets: Sequence[IPNetwork]) -> list[IPNetwork]:
@@ -215,7 +240,7 @@ def plan_locations(
     # What each existing location holds: normalised strings and parsed networks.
     held_str: list[set[str]] = []
     held_raw: list[dict[str, str]] = []  # normalised -> as held (for "removed")
-    held_net: list[list[IPNetwork]] = []
+    held_net: list[RangeSet] = []
     for entries in current:
         strs: set[str] = set()
         raw: dict[str, str] = {}
@@ -232,7 +257,7 @@ def plan_locations(
                 continue  # junk (hand-edited, host bits set …): removed, never sticky
         held_str.append(strs)
         held_raw.append(raw)
-        held_net.append(collapse(nets))
+        held_net.append(RangeSet(nets))
 
     usable = max_locations
     n_slots = max(len(current), 1, usable)
@@ -245,7 +270,7 @@ def plan_locations(
         for i in range(min(len(current), usable)):
             if not rest:
                 break
-            covered = [p for r in rest for p in _intersect(r, held_net[i])]
+            covered = [p for r in rest for p in held_net[i].within(r)]
             if covered:
                 assigned[i].extend(covered)
                 rest = _subtract(rest, covered)
@@ -334,13 +359,3 @@ def _sort_key_str(text: str) -> tuple[int, int, int, str]:
     except ValueError:
         return (9, 0, 0, text)
     return (n.version, int(n.network_address), n.prefixlen, "")
-
-
-def covers(ranges: Iterable[str], cidr: str) -> bool:
-    """Whether ``cidr`` lies wholly inside one of ``ranges`` (collapsed lists hide /32s)."""
-    target = ipaddress.ip_network(cidr, strict=False)
-    for text in ranges:
-        network = ipaddress.ip_network(text, strict=False)
-        if network.version == target.version and target.subnet_of(network):  # type: ignore[arg-type]
-            return True
-    return False
