@@ -42,7 +42,7 @@ from entragate.agent_client import loopback_url
 from entragate.config import Config, ConfigError
 from entragate.errors import EntraError
 from entragate.grants import InvalidGrant, StoreUnavailable
-from entragate.logs import get_logger
+from entragate.logs import get_logger, printable
 from entragate.metrics import Metrics
 from entragate.service import GrantService, InvalidRequest
 
@@ -270,13 +270,6 @@ def parse_json_body(raw: bytes) -> Any:
     except ValueError as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
     return value
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped, for log fields a terminal may show."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def is_loopback(host: str) -> bool:
@@ -635,7 +628,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _access_log(self, method: str, path: str, started: float) -> None:
         event = {
             "method": method,
-            "path": _printable(path if len(path) <= 200 else path[:200] + "…"),
+            "path": printable(path if len(path) <= 200 else path[:200] + "…"),
             "status": self._sent_status,
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
             "client": self.client_address[0],

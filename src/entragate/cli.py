@@ -24,7 +24,7 @@ import click
 
 from entragate import __version__
 from entragate.config import Config, ConfigError, load_config
-from entragate.logs import store_label
+from entragate.logs import printable, store_label
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -139,6 +139,12 @@ class Backend:
             self.store.close()
         if self.client is not None:
             self.client.close()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def grant(
         self, acl: str, ip: str, user: str, *, ttl: str | int, note: str, source: str
@@ -321,12 +327,8 @@ def grant(
       entragate grant 81.2.69.142 --acl staff --user alice --ttl 8h --note "on call"
     """
     config = load_cli_config(ctx)
-    with operation_errors():
-        backend = open_backend(config)
-        try:
-            result = backend.grant(acl, ip, user, ttl=ttl, note=note, source="cli")
-        finally:
-            backend.close()
+    with operation_errors(), open_backend(config) as backend:
+        result = backend.grant(acl, ip, user, ttl=ttl, note=note, source="cli")
     if _json_wanted(ctx, json_flag):
         _print_json(result)
     else:
@@ -353,12 +355,8 @@ def revoke(ctx: click.Context, ip: str, acl: str, user: str | None, json_flag: b
       entragate revoke 81.2.69.142 --acl staff --user alice
     """
     config = load_cli_config(ctx)
-    with operation_errors():
-        backend = open_backend(config)
-        try:
-            ended = backend.revoke(acl, ip, user)
-        finally:
-            backend.close()
+    with operation_errors(), open_backend(config) as backend:
+        ended = backend.revoke(acl, ip, user)
     if _json_wanted(ctx, json_flag):
         _print_json({"ended": ended})
     else:
@@ -380,12 +378,8 @@ def flush(ctx: click.Context, acl: str, json_flag: bool) -> None:
       entragate flush --acl staff
     """
     config = load_cli_config(ctx)
-    with operation_errors():
-        backend = open_backend(config)
-        try:
-            ended = backend.flush(acl)
-        finally:
-            backend.close()
+    with operation_errors(), open_backend(config) as backend:
+        ended = backend.flush(acl)
     if _json_wanted(ctx, json_flag):
         _print_json({"ended": ended})
     else:
@@ -405,12 +399,8 @@ def list_(ctx: click.Context, acl: str | None, json_flag: bool) -> None:
       entragate list --acl staff --json
     """
     config = load_cli_config(ctx)
-    with operation_errors():
-        backend = open_backend(config)
-        try:
-            grants = backend.list(acl)
-        finally:
-            backend.close()
+    with operation_errors(), open_backend(config) as backend:
+        grants = backend.list(acl)
     if _json_wanted(ctx, json_flag):
         _print_json({"grants": grants})
         return
@@ -424,7 +414,7 @@ def _print_grants(grants: builtins.list[dict[str, Any]]) -> None:
     headers = ("ACL", "CIDR", "USER", "EXPIRES", "SOURCE", "NOTE")
     rows = [
         tuple(
-            _printable(str(v))
+            printable(str(v))
             for v in (
                 g["acl"],
                 g["cidr"],
@@ -458,33 +448,29 @@ def status(ctx: click.Context, json_flag: bool) -> None:
       entragate status --json
     """
     config = load_cli_config(ctx)
-    with operation_errors():
-        backend = open_backend(config)
-        try:
-            if backend.mode == "agent":
-                data: dict[str, Any] = {
-                    "mode": "agent",
-                    "agent": backend.where,
-                    **backend.client.status(),
-                }
-            else:
-                grants = backend.list(None)
-                data = {
-                    "mode": "direct",
-                    "store": backend.where,
-                    "note": "no running agent answered at "
-                    + _agent_where(config)
-                    + "; showing stored grants only",
-                    "acls": {
-                        name: {
-                            "location": acl.location,
-                            "grants": [g for g in grants if g["acl"] == name],
-                        }
-                        for name, acl in config.acls.items()
-                    },
-                }
-        finally:
-            backend.close()
+    with operation_errors(), open_backend(config) as backend:
+        if backend.mode == "agent":
+            data: dict[str, Any] = {
+                "mode": "agent",
+                "agent": backend.where,
+                **backend.client.status(),
+            }
+        else:
+            grants = backend.list(None)
+            data = {
+                "mode": "direct",
+                "store": backend.where,
+                "note": "no running agent answered at "
+                + _agent_where(config)
+                + "; showing stored grants only",
+                "acls": {
+                    name: {
+                        "location": acl.location,
+                        "grants": [g for g in grants if g["acl"] == name],
+                    }
+                    for name, acl in config.acls.items()
+                },
+            }
     if _json_wanted(ctx, json_flag):
         _print_json(data)
         return
@@ -494,7 +480,7 @@ def status(ctx: click.Context, json_flag: bool) -> None:
             click.echo(f"{name} ({entry['location']}): {len(entry['grants'])} active grant(s)")
             for g in entry["grants"]:
                 click.echo(
-                    _printable(f"  {g['cidr']}  {g['user']}  until {g['expires_at']}")
+                    printable(f"  {g['cidr']}  {g['user']}  until {g['expires_at']}")
                 )
         if not data["acls"]:
             click.echo("no ACLs configured")
@@ -514,10 +500,10 @@ def _print_tree(value: Any, depth: int) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, dict | builtins.list) and item:
-                click.echo(f"{pad}{_printable(str(key))}:")
+                click.echo(f"{pad}{printable(str(key))}:")
                 _print_tree(item, depth + 1)
             else:
-                click.echo(f"{pad}{_printable(str(key))}: {_scalar(item)}")
+                click.echo(f"{pad}{printable(str(key))}: {_scalar(item)}")
     elif isinstance(value, builtins.list):
         for item in value:
             if isinstance(item, dict):
@@ -541,22 +527,7 @@ def _scalar(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, dict | builtins.list):
         return "none" if not value else json.dumps(value)
-    return _printable(str(value))
-
-
-def _printable(text: str) -> str:
-    """Control, bidi and other invisible characters escaped, so data shown on a terminal
-    (a note, a user name) cannot move the cursor, retitle the window or reorder text."""
-    import unicodedata
-
-    if text.isprintable() and not any(unicodedata.category(ch) == "Cf" for ch in text):
-        return text
-    return "".join(
-        ch
-        if ch.isprintable() and unicodedata.category(ch) != "Cf"
-        else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
-        for ch in text
-    )
+    return printable(str(value))
 
 
 # --------------------------------------------------------------------------- Knocknoc
@@ -598,8 +569,7 @@ def script(ctx: click.Context, action: str, acl: str, ip: str | None) -> None:
         from entragate.service import canonical_user
 
         user = canonical_user(user)  # as stored, so flush finds this user's grants
-        backend = open_backend(config)
-        try:
+        with open_backend(config) as backend:
             if action == "add":
                 assert ip is not None
                 ttl = min(config.agent.script_ttl, config.agent.max_ttl)
@@ -615,8 +585,6 @@ def script(ctx: click.Context, action: str, acl: str, ip: str | None) -> None:
                     if g["user"] == user:
                         ended += backend.revoke(acl, g["cidr"], user)
                 click.echo(f"ok: {acl} flushed ({ended} grant(s) of {user} ended)")
-        finally:
-            backend.close()
 
 
 # --------------------------------------------------------------------------- explain

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import unicodedata
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -42,16 +43,27 @@ def _drop_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMa
     return event
 
 
+def printable(text: str) -> str:
+    """Control, bidi and other invisible characters escaped, so text shown on a terminal
+    (a log value, a note, a user name) cannot move the cursor, retitle the window or
+    reorder what is shown."""
+    if text.isprintable() and not any(unicodedata.category(ch) == "Cf" for ch in text):
+        return text
+    return "".join(
+        ch
+        if ch.isprintable() and unicodedata.category(ch) != "Cf"
+        else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
+    )
+
+
 def _escape_controls(
     _: Any, __: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    # logfmt goes to a terminal: a value must not move the cursor or retitle the window
+    # logfmt goes to a terminal
     for key, value in event.items():
-        if isinstance(value, str) and not value.isprintable():
-            event[key] = "".join(
-                ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                for ch in value
-            )
+        if isinstance(value, str):
+            event[key] = printable(value)
     return event
 
 
