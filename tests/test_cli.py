@@ -23,6 +23,7 @@ from entragate.grants import GrantStore, open_store
 from entragate.logs import configure_logging
 from entragate.metrics import Metrics
 from entragate.service import GrantService
+from tests.tls_servers import free_port
 
 TOKEN = "cli-token-" + "y" * 32
 V4 = "81.2.69.142"
@@ -35,12 +36,6 @@ def _quiet_logs() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     configure_logging(json_lines=True, level=logging.DEBUG, stream=stream)
     yield stream
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(tmp_path: Path, port: int, *, token_line: str = "", extra: str = "") -> Path:

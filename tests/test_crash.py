@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,17 +15,23 @@ import requests
 
 from entragate.emulator import Emulator
 from tests.test_sync import LOCATION, public_addresses, remote_ranges, wait_for
+from tests.tls_servers import free_port
 
 TOKEN = "crash-test-token-0123456789abcdef"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(emu: Emulator, app: Any, tmp_path: Path, port: int) -> Path:
+def write_config(
+    emu: Emulator,
+    app: Any,
+    tmp_path: Path,
+    port: int,
+    *,
+    store: str | None = None,
+    token: str = TOKEN,
+    rate: float = 1,
+) -> Path:
+    """An agent configuration file pointing at the emulator, for ``entragate run``."""
+    store = store or f"sqlite:///{tmp_path / 'grants.db'}"
     connect_to = ", ".join(f'"{e}"' for e in emu.connect_to())
     path = tmp_path / "entragate.toml"
     path.write_text(
@@ -43,9 +48,9 @@ location = "{LOCATION}"
 
 [agent]
 listen = "127.0.0.1:{port}"
-api_token = "{TOKEN}"
-store = "sqlite:///{tmp_path / 'grants.db'}"
-rate = 1
+api_token = "{token}"
+store = "{store}"
+rate = {rate:g}
 """
     )
     return path

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -35,8 +34,9 @@ from entragate.sync.leader import (
 )
 from tests.conftest import make_config
 from tests.pg_fixture import PgServer, pg_server, pg_url  # noqa: F401
-from tests.test_crash import free_port, healthy
-from tests.test_sync import LOCATION, PLACEHOLDER, expand, remote_ranges, wait_for
+from tests.test_crash import healthy, start, write_config
+from tests.test_sync import PLACEHOLDER, expand, remote_ranges, wait_for
+from tests.tls_servers import free_port
 
 TAKEOVER_TIMEOUT = 30.0  # "within seconds": generous, for a loaded CI machine
 
@@ -120,35 +120,11 @@ def start_agent_process(
     emu: Emulator, app: Any, store: str, tmp_path: Path, token: str, log: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
     """``entragate run`` as a real process; a new port if another process took the first."""
-    connect_to = ", ".join(f'"{e}"' for e in emu.connect_to())
-    config = tmp_path / "entragate.toml"
     for _attempt in range(3):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        config.write_text(
-            f"""
-tenant_id = "{app.tenant_id}"
-client_id = "{app.client_id}"
-client_secret = "{app.secret}"
-ca_bundle = "{emu.ca_bundle_path}"
-connect_to = [{connect_to}]
-timeout = 5
-
-[acl.staff]
-location = "{LOCATION}"
-
-[agent]
-listen = "127.0.0.1:{port}"
-api_token = "{token}"
-store = "{store}"
-rate = 10
-"""
-        )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "entragate", "--config", str(config), "run"],
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
+        config = write_config(emu, app, tmp_path, port, store=store, token=token, rate=10)
+        process = start(config, log)
         def up_or_exited(p: subprocess.Popen[bytes] = process, u: str = url) -> bool:
             return healthy(u) or p.poll() is not None
 

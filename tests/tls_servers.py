@@ -121,9 +121,11 @@ class RefusingProxy:
         self.httpd.server_close()
 
 
-def closed_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+def free_port() -> int:
+    """A loopback port nothing listens on (bind to it, or expect a refused connection)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+closed_port = free_port  # the same port, named for tests that expect "connection refused"

@@ -1052,7 +1052,7 @@ class Emulator:
 
     def _graph(self, req: Request, ctx: _Ctx, parsed: urllib.parse.SplitResult) -> Response:
         try:
-            tenant, _app, roles = self._authenticate(req)
+            tenant, roles = self._authenticate(req)
             ctx.tenant = tenant.id
             self._throttle(tenant)
             op = ctx.operation
@@ -1097,7 +1097,7 @@ class Emulator:
                 )
             return self._graph_error(ctx, e.status, e.code, e.message)
 
-    def _authenticate(self, req: Request) -> tuple[Tenant, App, set[str]]:
+    def _authenticate(self, req: Request) -> tuple[Tenant, set[str]]:
         auth = req.headers.get("Authorization") or ""
         scheme, _, token = auth.partition(" ")
         token = token.strip()
@@ -1124,7 +1124,7 @@ class Emulator:
         # Like Graph, authorise by the roles in the token: a permission granted after the
         # token was issued is seen only in a new token.
         roles = claims.get("roles")
-        return tenant, app, {str(r) for r in roles} if isinstance(roles, list) else set()
+        return tenant, {str(r) for r in roles} if isinstance(roles, list) else set()
 
     def _throttle(self, tenant: Tenant) -> None:
         rate = self.rate_limit

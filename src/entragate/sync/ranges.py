@@ -24,8 +24,6 @@ from entragate.grants.validation import MIN_PREFIX_V4, MIN_PREFIX_V6, InvalidGra
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_PLACEHOLDER = "192.0.2.255/32"
-GRAPH_MAX_RANGES = 2000
-GRAPH_MAX_LOCATIONS = 195
 
 
 def net_key(net: IPNetwork) -> tuple[int, int, int]:
