@@ -18,13 +18,12 @@ from typing import Any
 import psycopg
 
 from .store import (
+    COLUMNS,
     SCHEMA_VERSION,
-    CapacityCheck,
     Grant,
     GrantStore,
     StoreError,
     StoreUnavailable,
-    cidr_sort_key,
 )
 
 CHANNEL = "entragate_change"
@@ -51,7 +50,6 @@ _SCHEMA = (
     "INSERT INTO entragate_change (id, seq) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
 )
 
-_COLUMNS = "acl, username, cidr, expires_at, created_at, source, note"
 
 
 def redact(url: str) -> str:
@@ -128,7 +126,7 @@ class PostgresGrantStore(GrantStore):
         return self._conn
 
     @contextlib.contextmanager
-    def _tx(self, op: str) -> Iterator[psycopg.Connection[Any]]:
+    def _tx(self, op: str, *, write: bool = True) -> Iterator[psycopg.Connection[Any]]:
         with self._lock:
             conn = self._connection()
             try:
@@ -142,8 +140,7 @@ class PostgresGrantStore(GrantStore):
                     f"grant store {redact(self.url)}: {op} failed: {exc}"
                 ) from exc
 
-    @staticmethod
-    def _bump(conn: psycopg.Connection[Any]) -> int:
+    def _bump(self, conn: psycopg.Connection[Any]) -> int:
         row = conn.execute(
             "UPDATE entragate_change SET seq = seq + 1 WHERE id = 1 RETURNING seq"
         ).fetchone()
@@ -153,93 +150,39 @@ class PostgresGrantStore(GrantStore):
 
     # ------------------------------------------------------------------ backend hooks
 
-    def _add(
-        self,
-        acl: str,
-        user: str,
-        cidr: str,
-        expires_at: datetime,
-        source: str,
-        note: str,
-        now: datetime,
-        capacity_check: CapacityCheck | None,
-    ) -> tuple[Grant, bool]:
-        with self._tx("add grant") as conn:
-            self._bump(conn)  # first: takes the row lock that serialises all writers
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM entragate_grants WHERE acl = %s AND username = %s AND cidr = %s",  # noqa: S608
-                (acl, user, cidr),
-            ).fetchone()
-            grant, renewed = self._merge(
-                _row(row) if row else None, acl, user, cidr, expires_at, source, note, now
-            )
-            if capacity_check is not None:
-                cidrs = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT DISTINCT cidr FROM entragate_grants WHERE acl = %s AND expires_at > %s",
-                        (acl, now),
-                    )
-                }
-                cidrs.add(cidr)
-                capacity_check(sorted(cidrs, key=cidr_sort_key))
-            conn.execute(
-                f"""INSERT INTO entragate_grants ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)
-                    ON CONFLICT (acl, username, cidr) DO UPDATE SET
-                        expires_at = EXCLUDED.expires_at, created_at = EXCLUDED.created_at,
-                        source = EXCLUDED.source, note = EXCLUDED.note""",  # noqa: S608
-                (
-                    grant.acl,
-                    grant.user,
-                    grant.cidr,
-                    grant.expires_at,
-                    grant.created_at,
-                    grant.source,
-                    grant.note,
-                ),
-            )
-        return grant, renewed
+    _P = "%s"
+
+    def _db_time(self, value: datetime) -> datetime:
+        return value
+
+    def _rows(self, conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> list[Grant]:
+        return [_row(r) for r in conn.execute(sql, params).fetchall()]
+
+    def _upsert(self, conn: psycopg.Connection[Any], grant: Grant) -> None:
+        conn.execute(
+            f"""INSERT INTO entragate_grants ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (acl, username, cidr) DO UPDATE SET
+                    expires_at = EXCLUDED.expires_at, created_at = EXCLUDED.created_at,
+                    source = EXCLUDED.source, note = EXCLUDED.note""",  # noqa: S608
+            (
+                grant.acl,
+                grant.user,
+                grant.cidr,
+                grant.expires_at,
+                grant.created_at,
+                grant.source,
+                grant.note,
+            ),
+        )
 
     def _delete(self, op: str, where: str, params: tuple[Any, ...]) -> list[Grant]:
         with self._tx(op) as conn:
-            rows = conn.execute(
-                f"DELETE FROM entragate_grants WHERE {where} RETURNING {_COLUMNS}",  # noqa: S608
-                params,
-            ).fetchall()
-            if rows:
+            removed = self._rows(
+                conn, f"DELETE FROM entragate_grants WHERE {where} RETURNING {COLUMNS}", params  # noqa: S608
+            )
+            if removed:
                 self._bump(conn)
-        return [_row(r) for r in rows]
-
-    def _revoke(self, acl: str, cidr: str, user: str | None) -> list[Grant]:
-        if user is None:
-            return self._delete("revoke grant", "acl = %s AND cidr = %s", (acl, cidr))
-        return self._delete(
-            "revoke grant", "acl = %s AND cidr = %s AND username = %s", (acl, cidr, user)
-        )
-
-    def _flush(self, acl: str) -> list[Grant]:
-        return self._delete("flush acl", "acl = %s", (acl,))
-
-    def _pop_expired(self, now: datetime) -> list[Grant]:
-        return self._delete("remove expired grants", "expires_at <= %s", (now,))
-
-    def _active(self, acl: str | None, now: datetime) -> list[Grant]:
-        with self._tx("list grants") as conn:
-            if acl is None:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM entragate_grants WHERE expires_at > %s",  # noqa: S608
-                    (now,),
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM entragate_grants WHERE acl = %s AND expires_at > %s",  # noqa: S608
-                    (acl, now),
-                ).fetchall()
-        return [_row(r) for r in rows]
-
-    def _acls(self) -> list[str]:
-        with self._tx("list acls") as conn:
-            return [r[0] for r in conn.execute("SELECT DISTINCT acl FROM entragate_grants")]
+        return removed
 
     def next_expiry(self) -> datetime | None:
         self._check_open()

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .store import (
+    COLUMNS,
     SCHEMA_VERSION,
-    CapacityCheck,
     Grant,
     GrantStore,
     StoreError,
     StoreUnavailable,
-    cidr_sort_key,
 )
 
 _SCHEMA = """
@@ -48,7 +47,6 @@ CREATE TABLE IF NOT EXISTS entragate_change (
 INSERT OR IGNORE INTO entragate_change (id, seq) VALUES (1, 0);
 """
 
-_COLUMNS = "acl, username, cidr, expires_at, created_at, source, note"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -174,98 +172,39 @@ class SQLiteGrantStore(GrantStore):
                     conn.execute("ROLLBACK")
                 raise
 
-    @staticmethod
-    def _bump(conn: sqlite3.Connection) -> int:
+    def _bump(self, conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE entragate_change SET seq = seq + 1 WHERE id = 1")
         return int(conn.execute("SELECT seq FROM entragate_change WHERE id = 1").fetchone()[0])
 
     # ------------------------------------------------------------------ backend hooks
 
-    def _add(
-        self,
-        acl: str,
-        user: str,
-        cidr: str,
-        expires_at: datetime,
-        source: str,
-        note: str,
-        now: datetime,
-        capacity_check: CapacityCheck | None,
-    ) -> tuple[Grant, bool]:
-        with self._tx("add grant") as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM entragate_grants WHERE acl = ? AND username = ? AND cidr = ?",  # noqa: S608
-                (acl, user, cidr),
-            ).fetchone()
-            grant, renewed = self._merge(
-                _row(row) if row else None, acl, user, cidr, expires_at, source, note, now
-            )
-            if capacity_check is not None:
-                cidrs = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT DISTINCT cidr FROM entragate_grants WHERE acl = ? AND expires_at > ?",
-                        (acl, _to_us(now)),
-                    )
-                }
-                cidrs.add(cidr)
-                capacity_check(sorted(cidrs, key=cidr_sort_key))
-            conn.execute(
-                f"INSERT OR REPLACE INTO entragate_grants ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                (
-                    grant.acl,
-                    grant.user,
-                    grant.cidr,
-                    _to_us(grant.expires_at),
-                    _to_us(grant.created_at),
-                    grant.source,
-                    grant.note,
-                ),
-            )
-            self._bump(conn)
-        return grant, renewed
+    def _db_time(self, value: datetime) -> int:
+        return _to_us(value)
+
+    def _rows(self, conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Grant]:
+        return [_row(r) for r in conn.execute(sql, params).fetchall()]
+
+    def _upsert(self, conn: sqlite3.Connection, grant: Grant) -> None:
+        conn.execute(
+            f"INSERT OR REPLACE INTO entragate_grants ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (
+                grant.acl,
+                grant.user,
+                grant.cidr,
+                _to_us(grant.expires_at),
+                _to_us(grant.created_at),
+                grant.source,
+                grant.note,
+            ),
+        )
 
     def _delete(self, op: str, where: str, params: tuple[Any, ...]) -> list[Grant]:
         with self._tx(op) as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM entragate_grants WHERE {where}",  # noqa: S608
-                params,
-            ).fetchall()
-            if rows:
+            removed = self._rows(conn, f"SELECT {COLUMNS} FROM entragate_grants WHERE {where}", params)  # noqa: S608
+            if removed:
                 conn.execute(f"DELETE FROM entragate_grants WHERE {where}", params)  # noqa: S608
                 self._bump(conn)
-        return [_row(r) for r in rows]
-
-    def _revoke(self, acl: str, cidr: str, user: str | None) -> list[Grant]:
-        if user is None:
-            return self._delete("revoke grant", "acl = ? AND cidr = ?", (acl, cidr))
-        return self._delete(
-            "revoke grant", "acl = ? AND cidr = ? AND username = ?", (acl, cidr, user)
-        )
-
-    def _flush(self, acl: str) -> list[Grant]:
-        return self._delete("flush acl", "acl = ?", (acl,))
-
-    def _pop_expired(self, now: datetime) -> list[Grant]:
-        return self._delete("remove expired grants", "expires_at <= ?", (_to_us(now),))
-
-    def _active(self, acl: str | None, now: datetime) -> list[Grant]:
-        with self._tx("list grants", write=False) as conn:
-            if acl is None:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM entragate_grants WHERE expires_at > ?",  # noqa: S608
-                    (_to_us(now),),
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM entragate_grants WHERE acl = ? AND expires_at > ?",  # noqa: S608
-                    (acl, _to_us(now)),
-                ).fetchall()
-        return [_row(r) for r in rows]
-
-    def _acls(self) -> list[str]:
-        with self._tx("list acls", write=False) as conn:
-            return [r[0] for r in conn.execute("SELECT DISTINCT acl FROM entragate_grants")]
+        return removed
 
     def next_expiry(self) -> datetime | None:
         self._check_open()

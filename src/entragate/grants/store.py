@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import ipaddress
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 from .validation import InvalidGrant, normalize_cidr, validate_acl, validate_user
 
 SCHEMA_VERSION = 1
+COLUMNS = "acl, username, cidr, expires_at, created_at, source, note"
 
 CapacityCheck = Callable[[list[str]], None]
 
@@ -238,9 +240,12 @@ class GrantStore(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ backend hooks
+    # ------------------------------------------------------------------ the statements
+    # Both backends run the same statements; they differ in the parameter marker
+    # (``_P``), how a time is stored (``_db_time``) and their transaction plumbing.
 
-    @abc.abstractmethod
+    _P: str = "?"
+
     def _add(
         self,
         acl: str,
@@ -251,22 +256,83 @@ class GrantStore(abc.ABC):
         note: str,
         now: datetime,
         capacity_check: CapacityCheck | None,
-    ) -> tuple[Grant, bool]: ...
+    ) -> tuple[Grant, bool]:
+        p = self._P
+        with self._tx("add grant") as conn:
+            # First: on PostgreSQL this row lock serialises every writer of every agent,
+            # so the capacity check below sees all committed grants.
+            self._bump(conn)
+            rows = self._rows(
+                conn,
+                f"SELECT {COLUMNS} FROM entragate_grants "  # noqa: S608
+                f"WHERE acl = {p} AND username = {p} AND cidr = {p}",
+                (acl, user, cidr),
+            )
+            grant, renewed = self._merge(
+                rows[0] if rows else None, acl, user, cidr, expires_at, source, note, now
+            )
+            if capacity_check is not None:
+                held = conn.execute(
+                    f"SELECT DISTINCT cidr FROM entragate_grants WHERE acl = {p} AND expires_at > {p}",  # noqa: S608
+                    (acl, self._db_time(now)),
+                )
+                cidrs = {r[0] for r in held} | {cidr}
+                capacity_check(sorted(cidrs, key=cidr_sort_key))
+            self._upsert(conn, grant)
+        return grant, renewed
+
+    def _revoke(self, acl: str, cidr: str, user: str | None) -> list[Grant]:
+        p = self._P
+        if user is None:
+            return self._delete("revoke grant", f"acl = {p} AND cidr = {p}", (acl, cidr))
+        return self._delete(
+            "revoke grant", f"acl = {p} AND cidr = {p} AND username = {p}", (acl, cidr, user)
+        )
+
+    def _flush(self, acl: str) -> list[Grant]:
+        return self._delete("flush acl", f"acl = {self._P}", (acl,))
+
+    def _pop_expired(self, now: datetime) -> list[Grant]:
+        return self._delete("remove expired grants", f"expires_at <= {self._P}", (self._db_time(now),))
+
+    def _active(self, acl: str | None, now: datetime) -> list[Grant]:
+        p = self._P
+        where = f"expires_at > {p}"
+        params: tuple[Any, ...] = (self._db_time(now),)
+        if acl is not None:
+            where, params = f"acl = {p} AND {where}", (acl, *params)
+        with self._tx("list grants", write=False) as conn:
+            return self._rows(conn, f"SELECT {COLUMNS} FROM entragate_grants WHERE {where}", params)  # noqa: S608
+
+    def _acls(self) -> list[str]:
+        with self._tx("list acls", write=False) as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT acl FROM entragate_grants")]
+
+    # ------------------------------------------------------------------ backend hooks
 
     @abc.abstractmethod
-    def _revoke(self, acl: str, cidr: str, user: str | None) -> list[Grant]: ...
+    def _tx(self, op: str, *, write: bool = True) -> contextlib.AbstractContextManager[Any]:
+        """A transaction (serialising writers); database errors become StoreUnavailable."""
 
     @abc.abstractmethod
-    def _flush(self, acl: str) -> list[Grant]: ...
+    def _bump(self, conn: Any) -> int:
+        """Advance change_seq inside the transaction."""
 
     @abc.abstractmethod
-    def _active(self, acl: str | None, now: datetime) -> list[Grant]: ...
+    def _db_time(self, value: datetime) -> Any:
+        """A time as the backend stores it."""
 
     @abc.abstractmethod
-    def _pop_expired(self, now: datetime) -> list[Grant]: ...
+    def _rows(self, conn: Any, sql: str, params: tuple[Any, ...]) -> list[Grant]:
+        """Run a SELECT of COLUMNS; the rows as grants."""
 
     @abc.abstractmethod
-    def _acls(self) -> list[str]: ...
+    def _upsert(self, conn: Any, grant: Grant) -> None:
+        """Insert the grant, or replace the one with its (acl, user, cidr)."""
+
+    @abc.abstractmethod
+    def _delete(self, op: str, where: str, params: tuple[Any, ...]) -> list[Grant]:
+        """Delete the matching grants (bumping change_seq when any); return them."""
 
     @abc.abstractmethod
     def _close(self) -> None: ...
