@@ -31,7 +31,13 @@ from entragate.config import Config, looks_like_secret_id
 from entragate.doctor import osfix
 from entragate.doctor.osfix import OsInfo
 from entragate.doctor.roots import load_pem_certificates
-from entragate.doctor.tlsdiag import Cause, diagnose, display_name, verify_code_name
+from entragate.doctor.tlsdiag import (
+    Cause,
+    diagnose,
+    display_name,
+    human_seconds,
+    verify_code_name,
+)
 from entragate.doctor.tlsprobe import (
     Capture,
     _Deadline,
@@ -112,17 +118,6 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _human(seconds: float) -> str:
-    s = abs(int(round(seconds)))
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} days"
 
 
 def decode_jwt_payload(token: str) -> dict[str, object]:
@@ -789,7 +784,7 @@ def check_clock(probes: Sequence[HostProbe], *, os_info: OsInfo, tls: CheckResul
         return CheckResult(
             "clock",
             FAIL,
-            f"this host's clock is {_human(skew)} {direction} {p.host}'s Date header "
+            f"this host's clock is {human_seconds(skew)} {direction} {p.host}'s Date header "
             f"({p.server_date:%Y-%m-%d %H:%M:%S} UTC, local {p.local_date:%Y-%m-%d %H:%M:%S} UTC)",
             code=code,
             causes=[

@@ -213,8 +213,9 @@ def _valid_at(cert: x509.Certificate, when: datetime) -> str | None:
     return None
 
 
-def _human_seconds(seconds: float) -> str:
-    s = abs(int(seconds))
+def human_seconds(seconds: float) -> str:
+    """A duration for people: "45 s", "12 min", "3.5 h", "4.0 days"."""
+    s = abs(int(round(seconds)))
     if s < 120:
         return f"{s} s"
     if s < 7200:
@@ -363,7 +364,7 @@ def diagnose(
             add(
                 Cause(
                     "clock_skew",
-                    f"This machine's clock is {_human_seconds(skew)} {direction} {host}'s "
+                    f"This machine's clock is {human_seconds(skew)} {direction} {host}'s "
                     f"(server Date {server_date:%Y-%m-%d %H:%M:%S} UTC, local "
                     f"{now:%Y-%m-%d %H:%M:%S} UTC): certificate '{label}' is valid at the server's "
                     "time but not at the local time. Fix the clock (NTP).",
