@@ -351,7 +351,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def from_graph_response(
-    response: requests.Response, *, operation: str, write: bool = False
+    response: requests.Response, *, operation: str
 ) -> EntraError:
     """Graph answered with an error status: choose the code from status and error.code."""
     status = response.status_code

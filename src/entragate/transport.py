@@ -79,10 +79,6 @@ def resolve_trust(config: Config, env: Mapping[str, str] | None = None) -> Trust
     return TrustSource("system", cafile, capath)
 
 
-class TrustLoadError(Exception):
-    """The trust store in effect could not be loaded (missing or corrupt)."""
-
-
 def build_ssl_context(trust: TrustSource) -> ssl.SSLContext:
     """A verifying client context with exactly the anchors of ``trust``.
 
@@ -101,19 +97,6 @@ def build_ssl_context(trust: TrustSource) -> ssl.SSLContext:
     except (OSError, ssl.SSLError):
         pass
     return context
-
-
-def trust_problem(trust: TrustSource) -> str | None:
-    """Why the trust store in effect would yield no anchors, in words, else None."""
-    if trust.cafile and not os.path.exists(trust.cafile):
-        return f"the CA bundle {trust.cafile} (from {trust.origin}) does not exist"
-    try:
-        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if trust.cafile or trust.capath:
-            probe.load_verify_locations(cafile=trust.cafile, capath=trust.capath)
-    except (OSError, ssl.SSLError) as exc:
-        return f"the CA bundle {trust.cafile or trust.capath} (from {trust.origin}) cannot be loaded: {exc}"
-    return None
 
 
 # ---------------------------------------------------------------- proxies
@@ -253,7 +236,6 @@ class EntraSession(requests.Session):
         # Environment handling (proxies) is ours; netrc and env CA variables must not leak in.
         self.trust_env = False
         self.trust = resolve_trust(config, self.env)
-        self.trust_problem = trust_problem(self.trust)
         self.ssl_context = build_ssl_context(self.trust)
         mapping = {(e.host, e.port): (e.target_host, e.target_port) for e in config.connect_to}
         adapter = EntraAdapter(self.ssl_context, mapping)

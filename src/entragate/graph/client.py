@@ -14,7 +14,6 @@ import requests
 from entragate.config import Config
 from entragate.errors import (
     AuthenticationFailed,
-    EntraError,
     LocationProblem,
     RequestRejected,
     classify_exception,
@@ -139,7 +138,7 @@ class GraphClient:
                 self.on_response(method, response.status_code)
             if response.status_code < 400:
                 return response
-            error = from_graph_response(response, operation=operation, write=write)
+            error = from_graph_response(response, operation=operation)
             if isinstance(error, AuthenticationFailed) and not retried_auth:
                 # A cached token can be revoked or rotated early; fetch a fresh one once.
                 retried_auth = True
@@ -150,16 +149,16 @@ class GraphClient:
     # ---------------------------------------------------------------- reads
 
     def list_locations(self, *, ip_only: bool = False, page_size: int | None = None) -> list[NamedLocation]:
-        params: dict[str, str] | None = {}
-        assert params is not None
+        query: dict[str, str] = {}
         if ip_only:
-            params["$filter"] = "isof('microsoft.graph.ipNamedLocation')"
+            query["$filter"] = "isof('microsoft.graph.ipNamedLocation')"
         if page_size:
-            params["$top"] = str(page_size)
+            query["$top"] = str(page_size)
+        params: dict[str, str] | None = query or None
         url: str | None = LOCATIONS_PATH
         found: list[NamedLocation] = []
         while url:
-            body = self.request("GET", url, params=params or None, operation="list named locations").json()
+            body = self.request("GET", url, params=params, operation="list named locations").json()
             found.extend(NamedLocation.from_graph(item) for item in body.get("value", []))
             url = body.get("@odata.nextLink")
             params = None  # the next link already carries the query
@@ -273,7 +272,6 @@ class GraphClient:
 
 __all__ = [
     "IP_LOCATION",
-    "EntraError",
     "GraphClient",
     "NamedLocation",
     "ip_ranges_body",
