@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from entragate.api import ApiServer
 from entragate.cli import main
 from entragate.config import load_config
-from entragate.errors import CATALOGUE
+from entragate.errors import Code
 from entragate.grants import GrantStore, open_store
 from entragate.logs import configure_logging
 from entragate.metrics import Metrics
@@ -401,7 +401,7 @@ def test_explain_known_and_unknown_codes() -> None:
     assert result.exit_code == 0 and "ENTRA003" in result.stdout
     result = runner.invoke(main, ["explain", "ENTRA042"])
     assert result.exit_code == 2
-    for code in CATALOGUE:
+    for code in Code:
         assert code in result.stderr
 
 

@@ -600,14 +600,11 @@ def explain(code: str) -> None:
     \b
       entragate explain ENTRA003
     """
-    from entragate.errors import CATALOGUE, explain_text
+    from entragate.errors.codes import Code, explain_text
 
-    normalized = code.strip().upper()
-    if normalized.isdigit():
-        normalized = f"ENTRA{int(normalized):03d}"
-    text = explain_text(normalized) if normalized in CATALOGUE else None
+    text = explain_text(code)
     if text is None:
-        known = "\n".join(f"  {c}  {CATALOGUE[c].title}" for c in sorted(CATALOGUE))
+        known = "\n".join(f"  {c}  {c.title}" for c in Code)
         _fail(2, f"entragate: unknown error code {code!r}; the known codes are:\n{known}")
     click.echo(text.rstrip("\n"))
 

@@ -52,7 +52,7 @@ from entragate.doctor.tlsprobe import (
     proxy_address,
 )
 from entragate.doctor.truststore import TrustStoreReport
-from entragate.errors import EntraError, classify_exception
+from entragate.errors import Code, EntraError, classify_exception
 from entragate.grants.validation import MIN_PREFIX_V4, MIN_PREFIX_V6
 from entragate.logs import redact_text
 
@@ -423,7 +423,7 @@ def check_config(config: Config, *, now: datetime, expected_roots_error: str | N
             "config",
             FAIL,
             "; ".join(c.summary for c in causes[:3]),
-            code="ENTRA001",
+            code=Code.ENTRA001,
             causes=causes + warn_causes,
             fix=fix,
         )
@@ -443,9 +443,9 @@ def check_config(config: Config, *, now: datetime, expected_roots_error: str | N
 # ------------------------------------------------------------------------------------------
 
 
-def _code_of(probe: HostProbe, default: str = "ENTRA000") -> str:
+def _code_of(probe: HostProbe, default: str = Code.ENTRA000) -> str:
     if probe.timed_out:
-        return "ENTRA004"
+        return Code.ENTRA004
     if probe.entra is not None:
         return probe.entra.code
     return default
@@ -475,7 +475,7 @@ def check_proxy(probes: Sequence[HostProbe], hosts: Sequence[str]) -> CheckResul
                 "proxy",
                 FAIL,
                 f"proxy {mask_url(p.proxy)} answered CONNECT {p.host}:443 with {status}: {why}",
-                code="ENTRA009",
+                code=Code.ENTRA009,
                 causes=[
                     Cause(
                         "proxy_refused",
@@ -495,18 +495,18 @@ def check_proxy(probes: Sequence[HostProbe], hosts: Sequence[str]) -> CheckResul
                 "proxy",
                 FAIL,
                 f"proxy {mask_url(p.proxy)}: {p.proxy_error}",
-                code="ENTRA000",
+                code=Code.ENTRA000,
                 causes=[Cause("proxy_protocol_error", p.proxy_error, details={"host": p.host})],
                 fix=[f"check the proxy setting ({mask_url(p.proxy)}): it must be an http:// CONNECT proxy"],
             )
         if p.error is not None:
             code = _code_of(p)
-            cause_id = "proxy_timeout" if code == "ENTRA004" else "proxy_unreachable"
+            cause_id = "proxy_timeout" if code == Code.ENTRA004 else "proxy_unreachable"
             return CheckResult(
                 "proxy",
                 FAIL,
                 f"cannot reach the proxy {mask_url(p.proxy)} at {p.dial[0]}:{p.dial[1]}: "
-                + ("no answer within the timeout" if code == "ENTRA004" else str(p.error)),
+                + ("no answer within the timeout" if code == Code.ENTRA004 else str(p.error)),
                 code=code,
                 causes=[Cause(cause_id, f"The TCP connection to the proxy {mask_url(p.proxy)} failed.")],
                 fix=[
@@ -524,7 +524,7 @@ def check_dns(probes: Sequence[HostProbe]) -> CheckResult:
         name = p.dial[0]
         if p.stage == "dns" and p.error is not None:
             code = _code_of(p)
-            what = "timed out" if code == "ENTRA004" else f"failed ({p.error})"
+            what = "timed out" if code == Code.ENTRA004 else f"failed ({p.error})"
             target = "the proxy " + name if p.proxy else name
             return CheckResult(
                 "dns",
@@ -553,10 +553,10 @@ def check_tcp(probes: Sequence[HostProbe]) -> CheckResult:
             return CheckResult("tcp", SKIP, f"{p.host} did not resolve (see dns)")
         if p.stage == "tcp" and p.error is not None:
             code = _code_of(p)
-            cause_id = "connect_timeout" if code == "ENTRA004" else "connection_failed"
+            cause_id = "connect_timeout" if code == Code.ENTRA004 else "connection_failed"
             if isinstance(p.error, ConnectionRefusedError):
                 cause_id = "connection_refused"
-            what = "no answer within the timeout" if code == "ENTRA004" else str(p.error)
+            what = "no answer within the timeout" if code == Code.ENTRA004 else str(p.error)
             return CheckResult(
                 "tcp",
                 FAIL,
@@ -734,7 +734,7 @@ def check_tls(
     p = failing[0]
     if p.verify_code is None:
         code = _code_of(p)
-        what = "timed out" if code == "ENTRA004" else f"failed: {p.error}"
+        what = "timed out" if code == Code.ENTRA004 else f"failed: {p.error}"
         return CheckResult(
             "tls",
             FAIL,
@@ -742,7 +742,7 @@ def check_tls(
             code=code,
             causes=[
                 Cause(
-                    "tls_timeout" if code == "ENTRA004" else "tls_handshake_failed",
+                    "tls_timeout" if code == Code.ENTRA004 else "tls_handshake_failed",
                     f"The TLS handshake with {p.host} did not complete ({type(p.error).__name__}).",
                 )
             ],
@@ -767,7 +767,7 @@ def check_tls(
         fix = [
             f"openssl s_client -connect {p.dial[0]}:{p.dial[1]} -servername {p.host} -showcerts </dev/null",
         ]
-    return CheckResult("tls", FAIL, summary, code="ENTRA003", causes=causes, fix=fix)
+    return CheckResult("tls", FAIL, summary, code=Code.ENTRA003, causes=causes, fix=fix)
 
 
 def check_clock(probes: Sequence[HostProbe], *, os_info: OsInfo, tls: CheckResult) -> CheckResult:
@@ -780,7 +780,7 @@ def check_clock(probes: Sequence[HostProbe], *, os_info: OsInfo, tls: CheckResul
     # Date has a resolution of one second; anything within 60 s passes.
     if abs(skew) > CLOCK_LIMIT_SECONDS:
         direction = "behind" if skew > 0 else "ahead of"
-        code = "ENTRA003" if any(c.id == "clock_skew" for c in tls.causes) else "ENTRA001"
+        code = Code.ENTRA003 if any(c.id == "clock_skew" for c in tls.causes) else Code.ENTRA001
         return CheckResult(
             "clock",
             FAIL,
@@ -829,7 +829,7 @@ def check_truststore(
             "truststore",
             FAIL,
             f"{base}: {trust.problem or 'unusable'}",
-            code="ENTRA003",
+            code=Code.ENTRA003,
             causes=tls_bundle_causes
             or [Cause(cid, f"The trust store selected by {trust.origin} is unusable: {trust.problem}.")],
             fix=fix,
@@ -848,7 +848,7 @@ def check_truststore(
             "truststore",
             status,
             f"{base} holds none of Microsoft's roots (nor the expected roots) ({trust.count} certificates)",
-            code="ENTRA003" if status == FAIL else None,
+            code=Code.ENTRA003 if status == FAIL else None,
             causes=tls_bundle_causes
             or [
                 Cause(
@@ -924,7 +924,7 @@ def token_result(
             "token",
             FAIL,
             f"no token from {host} within {timeout:g}s",
-            code="ENTRA004",
+            code=Code.ENTRA004,
             causes=[Cause("token_timeout", f"The token request to {host} did not complete in time.")],
             fix=[f"check the network path and proxy to {host}, or raise `timeout`"],
         )
@@ -933,7 +933,7 @@ def token_result(
     aadsts = getattr(err, "aadsts", None)
     causes = []
     fix: list[str] = []
-    if err.code == "ENTRA001":
+    if err.code == Code.ENTRA001:
         cid = f"aadsts_{aadsts}" if aadsts else "token_rejected"
         causes.append(
             Cause(cid, f"{host} rejected the credentials: {err.hint}", details={"aadsts": aadsts})
@@ -941,13 +941,13 @@ def token_result(
         fix = list(AADSTS_FIXES.get(aadsts or 0, [err.hint]))
         if aadsts == 700024:
             fix = [fix[0], *osfix.ntp_fix(os_info)]
-    elif err.code == "ENTRA005":
+    elif err.code == Code.ENTRA005:
         causes.append(Cause("throttled", f"{host} throttled the token request (429)."))
         fix = ["wait and retry; check for other clients hammering the token endpoint"]
-    elif err.code == "ENTRA004":
+    elif err.code == Code.ENTRA004:
         causes.append(Cause("token_timeout", f"The token request to {host} did not complete in time."))
         fix = [f"check the network path and proxy to {host}, or raise `timeout`"]
-    elif err.code == "ENTRA008":
+    elif err.code == Code.ENTRA008:
         causes.append(Cause("service_error", f"{host} answered with a server error."))
         fix = ["Microsoft had a problem; entragate retries. See https://status.cloud.microsoft"]
     else:
@@ -977,7 +977,7 @@ def check_permissions(access_token: str) -> CheckResult:
             "permissions",
             FAIL,
             "the token carries delegated scopes (scp), not application roles",
-            code="ENTRA002",
+            code=Code.ENTRA002,
             causes=[Cause("delegated_permissions", "The permissions were added as Delegated, not Application.")],
             fix=grant_fix,
         )
@@ -988,7 +988,7 @@ def check_permissions(access_token: str) -> CheckResult:
             "permissions",
             FAIL,
             f"missing {' and '.join(missing)} (the token has {have})",
-            code="ENTRA002",
+            code=Code.ENTRA002,
             causes=[
                 Cause(
                     "missing_permission",
@@ -1012,23 +1012,23 @@ def check_permissions(access_token: str) -> CheckResult:
 
 def graph_error_result(check_id: str, err: EntraError, *, host: str) -> CheckResult:
     detail = _error_detail(err)
-    if err.code == "ENTRA002":
+    if err.code == Code.ENTRA002:
         return CheckResult(
             check_id,
             FAIL,
             f"Graph refused to list named locations: {detail}",
-            code="ENTRA002",
+            code=Code.ENTRA002,
             causes=[Cause("graph_forbidden", "Graph answered 403: the permission is missing or not consented.")],
             fix=[
                 "grant Policy.Read.All and Policy.ReadWrite.ConditionalAccess (Application) with admin consent",
             ],
         )
-    if err.code == "ENTRA005":
+    if err.code == Code.ENTRA005:
         return CheckResult(
             check_id,
             FAIL,
             f"Graph throttled the read (429, no Retry-After): {detail}",
-            code="ENTRA005",
+            code=Code.ENTRA005,
             causes=[
                 Cause(
                     "throttled",
@@ -1041,21 +1041,21 @@ def graph_error_result(check_id: str, err: EntraError, *, host: str) -> CheckRes
                 "keep [agent] rate at 1 (or lower) and retry later",
             ],
         )
-    if err.code == "ENTRA008":
+    if err.code == Code.ENTRA008:
         return CheckResult(
             check_id,
             FAIL,
             f"Graph server error: {detail}",
-            code="ENTRA008",
+            code=Code.ENTRA008,
             causes=[Cause("service_error", f"{host} answered with a 5xx status.")],
             fix=["Microsoft had a problem; entragate retries. See https://status.cloud.microsoft"],
         )
-    if err.code == "ENTRA004":
+    if err.code == Code.ENTRA004:
         return CheckResult(
             check_id,
             FAIL,
             f"Graph did not answer: {detail}",
-            code="ENTRA004",
+            code=Code.ENTRA004,
             causes=[Cause("graph_timeout", f"{host} did not answer within the timeout.")],
             fix=[f"check the network path to {host}, or raise `timeout`"],
         )
@@ -1098,7 +1098,7 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
             "locations",
             FAIL,
             problems[0],
-            code="ENTRA007",
+            code=Code.ENTRA007,
             causes=[Cause("invalid_static_range", p) for p in problems],
             fix=["fix the static ranges: CIDR form, at least /9 (IPv4) or /16 (IPv6), at most 2000 per location"],
         )
@@ -1120,7 +1120,7 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
                 "locations",
                 FAIL,
                 f"acl {acl.name}: {len(matches)} named locations are called {acl.location!r} ({ids})",
-                code="ENTRA006",
+                code=Code.ENTRA006,
                 causes=[Cause("location_ambiguous", f"Several named locations match {acl.location!r}.")],
                 fix=[f"rename the duplicates in the portal or set acl.{acl.name}.location to one of: {ids}"],
             )
@@ -1132,7 +1132,7 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
                         FAIL,
                         f"acl {acl.name}: {acl.location!r} does not exist and cannot be created: the tenant "
                         f"already has {len(locs)} named locations (limit {MAX_LOCATIONS_PER_TENANT})",
-                        code="ENTRA007",
+                        code=Code.ENTRA007,
                         causes=[Cause("location_limit", "The tenant is at Microsoft's 195 named locations limit.")],
                         fix=["delete unused named locations in the portal, or point the acl at an existing one"],
                     )
@@ -1145,7 +1145,7 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
                 "locations",
                 FAIL,
                 f"acl {acl.name}: no named location is called {acl.location!r}",
-                code="ENTRA006",
+                code=Code.ENTRA006,
                 causes=[Cause("location_missing", f"No named location matches {acl.location!r}.")],
                 fix=[
                     f"create an IP ranges location named {acl.location!r} in the portal "
@@ -1159,7 +1159,7 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
                 "locations",
                 FAIL,
                 f"acl {acl.name}: {acl.location!r} is a {loc.odata_type or 'non-IP'} location, not IP ranges",
-                code="ENTRA006",
+                code=Code.ENTRA006,
                 causes=[Cause("location_not_ip", f"{acl.location!r} is not an IP named location.")],
                 fix=[f"point acl.{acl.name}.location at an IP ranges location"],
             )
@@ -1179,7 +1179,7 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
 
 
 def check_throttling(config: Config, graph_error: EntraError | None, reads: int) -> CheckResult:
-    if graph_error is not None and graph_error.code == "ENTRA005":
+    if graph_error is not None and graph_error.code == Code.ENTRA005:
         result = graph_error_result("throttling", graph_error, host=config.graph_host)
         return result
     rate = config.agent.rate

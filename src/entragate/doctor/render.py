@@ -12,7 +12,7 @@ from rich.table import Table
 
 from entragate.doctor.checks import FAIL, PASS, SKIP, WARN
 from entragate.doctor.runner import Report
-from entragate.errors import CATALOGUE
+from entragate.errors.codes import Code
 
 SYMBOLS = {PASS: ("✓", "green"), WARN: ("!", "yellow"), FAIL: ("✗", "red"), SKIP: ("-", "dim")}
 
@@ -49,7 +49,8 @@ def render(report: Report, console: Console) -> None:
     code = first.code or report.code
     heading = f"{first.id} failed"
     if code:
-        heading = f"{code} {CATALOGUE[code].title if code in CATALOGUE else ''}".strip() + f" ({first.id})"
+        known = Code.parse(code)
+        heading = f"{code} {known.title if known else ''}".strip() + f" ({first.id})"
     console.print(f"[bold red]{escape(heading)}[/]")
     for cause in first.causes:
         extra = []

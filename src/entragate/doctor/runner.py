@@ -24,7 +24,7 @@ from entragate.doctor import checks as C
 from entragate.doctor.checks import CHECK_IDS, FAIL, SKIP, CheckResult, HostProbe
 from entragate.doctor.osfix import OsInfo, read_os_release
 from entragate.doctor.truststore import TrustStoreReport, inspect_trust
-from entragate.errors import EntraError, Throttled, classify_exception
+from entragate.errors import Code, EntraError, Throttled, classify_exception
 
 T = TypeVar("T")
 
@@ -265,15 +265,15 @@ def run_doctor(
                 graph_error = classify_exception(
                     TimeoutError("doctor deadline"), host=config.graph_host, operation="list named locations"
                 )
-            if graph_error.code == "ENTRA002":
+            if graph_error.code == Code.ENTRA002:
                 if results["permissions"].status != FAIL:
                     results["permissions"] = C.graph_error_result(
                         "permissions", graph_error, host=config.graph_host
                     )
                 results["locations"] = _skip("locations", "Graph refused the read (see permissions)")
-            elif graph_error.code == "ENTRA005":
+            elif graph_error.code == Code.ENTRA005:
                 results["locations"] = _skip("locations", "Graph throttled the read (see throttling)")
-            elif graph_error.code in ("ENTRA000", "ENTRA003", "ENTRA009") and any(
+            elif graph_error.code in (Code.ENTRA000, Code.ENTRA003, Code.ENTRA009) and any(
                 results[c].status == FAIL for c in ("proxy", "dns", "tcp", "tls")
             ):
                 failed = next(c for c in ("proxy", "dns", "tcp", "tls") if results[c].status == FAIL)
@@ -281,7 +281,7 @@ def run_doctor(
             else:
                 results["locations"] = C.graph_error_result("locations", graph_error, host=config.graph_host)
         results["throttling"] = C.check_throttling(config, graph_error, 1)
-        if graph_error is not None and graph_error.code != "ENTRA005":
+        if graph_error is not None and graph_error.code != Code.ENTRA005:
             results["throttling"] = _skip("throttling", "the Graph read failed (see locations)")
 
     report = Report(

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from entragate.config import AclConfig, Config
-from entragate.errors import EntraError, LocationProblem, Throttled
+from entragate.errors import Code, EntraError, LocationProblem, Throttled
 from entragate.grants.store import GrantStore, StoreError, rfc3339
 from entragate.graph.client import GraphClient, NamedLocation
 from entragate.logs import get_logger
@@ -590,7 +590,7 @@ class SyncEngine:
         state.throttled_until = throttled_until
         if self.metrics is not None:
             self.metrics.set_error(state.acl, state.name, error.code)
-        if error.code in ("ENTRA001", "ENTRA002"):
+        if error.code in (Code.ENTRA001, Code.ENTRA002):
             # Graph reads roles from the token: a permission granted later only shows in a
             # new one, so the next attempt must not reuse the cached token.
             self.graph.tokens.invalidate()

@@ -1,0 +1,225 @@
+"""The single translation point: lower-level failures and error answers become codes.
+
+Like httpx's ``map_httpcore_exceptions``, this is the one place that decides a code
+(docs/design.md#errors):
+
+- :func:`classify_exception`: an exception from the socket, ``ssl``, urllib3 or
+  requests. It walks ``__cause__``, ``__context__`` and the ``reason``/``args`` links,
+  keys TLS failures on ``verify_code`` (never on message text) and keeps the original
+  as ``__cause__``.
+- :func:`from_graph_response`: a Graph answer with an error status (status first,
+  then the body's ``error.code``, never its message).
+- :func:`from_token_result`: msal's result dict for a failed token request, with the
+  HTTP status the transport remembered (msal hides it and may answer from its cache).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import re
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+import urllib3.exceptions
+
+from entragate.errors.codes import AADSTS_HINTS
+from entragate.errors.exceptions import (
+    AuthenticationFailed,
+    AuthorizationFailed,
+    CannotConnect,
+    EntraError,
+    LocationProblem,
+    ProxyRefused,
+    ProxyTunnelRefused,
+    RequestRejected,
+    ServiceError,
+    Throttled,
+    TimedOut,
+    TlsNotTrusted,
+)
+
+
+def iter_chain(exc: BaseException) -> Iterator[BaseException]:
+    """Every exception behind ``exc``: causes, contexts, and the ``reason``/``args``
+    that requests and urllib3 use to wrap one another without chaining."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked: list[Any] = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked.extend(current.args)
+        stack.extend(e for e in linked if isinstance(e, BaseException))
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    last = exc
+    for last in iter_chain(exc):  # noqa: B007 - the last one reached is the deepest
+        pass
+    return last
+
+
+def _first(exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+    return next((e for e in iter_chain(exc) if isinstance(e, kind)), None)
+
+
+_CONNECT_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EPIPE,
+}
+
+
+def classify_exception(
+    exc: BaseException, *, host: str | None, operation: str
+) -> EntraError:
+    """Turn any lower-level failure into exactly one coded error, keeping ``exc`` as cause."""
+    if isinstance(exc, EntraError):
+        return exc
+    found: EntraError
+    kw: dict[str, Any] = {"host": host, "operation": operation}
+    verify = _first(exc, ssl.SSLCertVerificationError)
+    tunnel = _first(exc, ProxyTunnelRefused)
+    if verify is not None:
+        found = TlsNotTrusted(
+            f"certificate verification failed: {verify.verify_message} "
+            f"(OpenSSL verify code {verify.verify_code})",
+            verify_code=verify.verify_code,
+            verify_message=verify.verify_message,
+            **kw,
+        )
+    elif tunnel is not None:
+        found = ProxyRefused(
+            f"the proxy {tunnel.proxy} refused the tunnel: {tunnel.status} {tunnel.reason}",
+            proxy_status=tunnel.status,
+            **kw,
+        )
+    elif _first(exc, (socket.gaierror, urllib3.exceptions.NameResolutionError)) is not None:
+        found = CannotConnect(f"cannot resolve the host name ({root_cause(exc)})", **kw)
+    elif _first(exc, (ConnectionRefusedError, urllib3.exceptions.NewConnectionError)) is not None:
+        through = " through the proxy" if _first(exc, urllib3.exceptions.ProxyError) else ""
+        found = CannotConnect(f"the connection{through} was refused or failed ({root_cause(exc)})", **kw)
+    elif _first(
+        exc, (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout)
+    ) is not None:
+        found = TimedOut("no answer within the configured timeout (connect, TLS handshake or response)", **kw)
+    elif _first(
+        exc,
+        (
+            ConnectionError,
+            urllib3.exceptions.ProtocolError,
+            requests.ConnectionError,
+            ssl.SSLError,
+        ),
+    ) is not None or any(
+        isinstance(e, OSError) and e.errno in _CONNECT_ERRNOS for e in iter_chain(exc)
+    ):
+        found = CannotConnect(f"the connection failed ({root_cause(exc)})", **kw)
+    else:
+        found = CannotConnect(f"unexpected failure: {type(exc).__name__}: {exc}", **kw)
+    found.__cause__ = exc
+    return found
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+# Graph's error statuses, checked in order; anything else unexpected is a service error.
+_GRAPH_STATUS: tuple[tuple[range, type[EntraError]], ...] = (
+    (range(401, 402), AuthenticationFailed),
+    (range(403, 404), AuthorizationFailed),
+    (range(404, 405), LocationProblem),
+    (range(400, 500), RequestRejected),
+    (range(500, 600), ServiceError),
+)
+
+
+def _error_type_for_status(status: int) -> type[EntraError]:
+    return next((cls for span, cls in _GRAPH_STATUS if status in span), ServiceError)
+
+
+def from_graph_response(
+    response: requests.Response, *, operation: str
+) -> EntraError:
+    """Graph answered with an error status: choose the code from status and error.code."""
+    status = response.status_code
+    host = urlparse(response.url).hostname if response.url else None
+    graph_code = None
+    graph_message = ""
+    request_id = response.headers.get("request-id")
+    try:
+        body = response.json()
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        if isinstance(error, dict):
+            graph_code = error.get("code")
+            graph_message = str(error.get("message", ""))[:300]
+            inner = error.get("innerError") or error.get("innererror") or {}
+            request_id = request_id or (inner.get("request-id") if isinstance(inner, dict) else None)
+    except ValueError:
+        pass
+    detail = f"Graph answered {status}" + (f" {graph_code}" if graph_code else "")
+    if graph_message:
+        detail += f": {graph_message}"
+    kw: dict[str, Any] = {
+        "host": host,
+        "operation": operation,
+        "request_id": request_id,
+        "status": status,
+        "graph_code": graph_code,
+    }
+    if status == 429:
+        return Throttled(
+            detail, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kw
+        )
+    return _error_type_for_status(status)(detail, **kw)
+
+
+def from_token_result(
+    result: Mapping[str, Any], *, host: str, status: int | None
+) -> EntraError:
+    """msal returns token failures as a dict; the transport remembers the HTTP status."""
+    error = str(result.get("error", "unknown_error"))
+    description = str(result.get("error_description", "")).split("\r\n")[0].split("\n")[0]
+    codes = result.get("error_codes") or []
+    aadsts: int | None = int(codes[0]) if codes and str(codes[0]).isdigit() else None
+    if aadsts is None:
+        m = re.match(r"AADSTS(\d+)", description)
+        aadsts = int(m.group(1)) if m else None
+    kw: dict[str, Any] = {
+        "host": host,
+        "operation": "token request",
+        "correlation_id": result.get("correlation_id"),
+        "status": status,
+    }
+    detail = f"{error}: {description[:300]}" if description else error
+    if status == 429:
+        return Throttled(detail, **kw)
+    if (status is not None and status >= 500) or error in (
+        "temporarily_unavailable",
+        "server_error",
+    ):
+        return ServiceError(detail, **kw)
+    hint = AADSTS_HINTS.get(aadsts) if aadsts is not None else None
+    return AuthenticationFailed(detail, aadsts=aadsts, hint=hint, **kw)
