@@ -23,7 +23,7 @@ from entragate.grants import GrantStore, open_store
 from entragate.logs import configure_logging
 from entragate.metrics import Metrics
 from entragate.service import GrantService
-from tests.tls_servers import free_port
+from tests.helpers.servers import free_port
 
 TOKEN = "cli-token-" + "y" * 32
 V4 = "81.2.69.142"

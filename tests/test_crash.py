@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,61 +12,9 @@ from typing import Any
 import requests
 
 from entragate.emulator import Emulator
-from tests.test_sync import LOCATION, public_addresses, remote_ranges, wait_for
-from tests.tls_servers import free_port
-
-TOKEN = "crash-test-token-0123456789abcdef"
-
-
-def write_config(
-    emu: Emulator,
-    app: Any,
-    tmp_path: Path,
-    port: int,
-    *,
-    store: str | None = None,
-    token: str = TOKEN,
-    rate: float = 1,
-) -> Path:
-    """An agent configuration file pointing at the emulator, for ``entragate run``."""
-    store = store or f"sqlite:///{tmp_path / 'grants.db'}"
-    connect_to = ", ".join(f'"{e}"' for e in emu.connect_to())
-    path = tmp_path / "entragate.toml"
-    path.write_text(
-        f"""
-tenant_id = "{app.tenant_id}"
-client_id = "{app.client_id}"
-client_secret = "{app.secret}"
-ca_bundle = "{emu.ca_bundle_path}"
-connect_to = [{connect_to}]
-timeout = 5
-
-[acl.staff]
-location = "{LOCATION}"
-
-[agent]
-listen = "127.0.0.1:{port}"
-api_token = "{token}"
-store = "{store}"
-rate = {rate:g}
-"""
-    )
-    return path
-
-
-def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "entragate", "--config", str(config), "run"],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=0.5).status_code == 200
-    except requests.RequestException:
-        return False
+from tests.helpers.process import TOKEN, healthy, start, write_config
+from tests.helpers.servers import free_port
+from tests.helpers.sync import public_addresses, remote_ranges, wait_for
 
 
 def test_kill_9_mid_burst_keeps_every_acknowledged_grant(emu: Emulator, app: Any, tmp_path: Path) -> None:

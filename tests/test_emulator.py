@@ -25,8 +25,7 @@ from entragate.emulator import (
     EmulatorFault,
     serve_forever,
 )
-from tests import emulator_fixtures as fx
-from tests.emulator_fixtures import (
+from tests.helpers.emulator import (
     TenantApp,
     client_assertion,
     client_context,
@@ -35,9 +34,6 @@ from tests.emulator_fixtures import (
     tls_handshake,
     verify_code,
 )
-
-fresh_emulator = fx.fresh_emulator  # fixtures
-tenant = fx.tenant
 
 NL = "identity/conditionalAccess/namedLocations"
 IP = "#microsoft.graph.ipNamedLocation"

@@ -16,8 +16,8 @@ from entragate.emulator import ConnectProxy, Emulator, EmulatorFault
 from entragate.errors import EntraError, explain_text
 from entragate.graph import GraphClient
 from entragate.graph.client import LOCATIONS_PATH
-from tests.conftest import SECRET, make_config
-from tests.tls_servers import SilentServer, closed_port
+from tests.helpers.config import SECRET, make_config
+from tests.helpers.servers import SilentServer, closed_port
 
 GRAPH = "graph.microsoft.com"
 LOGIN = "login.microsoftonline.com"

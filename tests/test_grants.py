@@ -21,7 +21,7 @@ from entragate.grants import (
     StoreUnavailable,
     open_store,
 )
-from tests.pg_fixture import PgServer, pg_server  # noqa: F401  (pytest fixture)
+from tests.helpers.postgres import PgServer
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 IP1 = "81.2.69.142"
@@ -400,7 +400,7 @@ def test_wait_for_change_sees_another_connection(store_url: str) -> None:
         b.close()
 
 
-def test_postgres_wakes_waiters_through_notify(pg_server: PgServer) -> None:  # noqa: F811
+def test_postgres_wakes_waiters_through_notify(pg_server: PgServer) -> None:
     from entragate.grants.postgres import PostgresGrantStore
 
     url = pg_server.create_database()
@@ -512,7 +512,7 @@ def test_unsupported_url() -> None:
         open_store("sqlite::memory:")
 
 
-def test_postgres_unreachable_is_unavailable(pg_server: PgServer) -> None:  # noqa: F811
+def test_postgres_unreachable_is_unavailable(pg_server: PgServer) -> None:
     import socket
 
     with socket.socket() as sock:
@@ -524,7 +524,7 @@ def test_postgres_unreachable_is_unavailable(pg_server: PgServer) -> None:  # no
     assert "secret-pw" not in str(exc.value)
 
 
-def test_postgres_recovers_after_losing_its_connection(pg_server: PgServer) -> None:  # noqa: F811
+def test_postgres_recovers_after_losing_its_connection(pg_server: PgServer) -> None:
     url = pg_server.create_database()
     s = open_store(url)
     try:

@@ -18,7 +18,7 @@ from entragate.errors import EntraError, LocationProblem
 from entragate.graph import GraphClient, TokenProvider
 from entragate.graph.client import IP_LOCATION, LOCATIONS_PATH
 from entragate.transport import new_session
-from tests.conftest import SECRET, make_config
+from tests.helpers.config import SECRET, make_config
 
 
 def client(emu: Emulator, app: object, **overrides: object) -> GraphClient:

@@ -32,11 +32,11 @@ from entragate.sync.leader import (
     lock_file_for,
     writer_lock_key,
 )
-from tests.conftest import make_config
-from tests.pg_fixture import PgServer, pg_server, pg_url  # noqa: F401
-from tests.test_crash import healthy, start, write_config
-from tests.test_sync import PLACEHOLDER, expand, remote_ranges, wait_for
-from tests.tls_servers import free_port
+from tests.helpers.config import make_config
+from tests.helpers.postgres import PgServer
+from tests.helpers.process import healthy, start, write_config
+from tests.helpers.servers import free_port
+from tests.helpers.sync import PLACEHOLDER, expand, remote_ranges, wait_for
 
 TAKEOVER_TIMEOUT = 30.0  # "within seconds": generous, for a loaded CI machine
 
@@ -137,7 +137,7 @@ def start_agent_process(
 
 
 @pytest.fixture
-def two_agents(emu: Emulator, app: Any, pg_url: str) -> Iterator[tuple[Tagged, Tagged]]:  # noqa: F811
+def two_agents(emu: Emulator, app: Any, pg_url: str) -> Iterator[tuple[Tagged, Tagged]]:
     a, b = start_writer_then_standby(emu, app, pg_url)
     try:
         yield a, b
@@ -150,7 +150,7 @@ def two_agents(emu: Emulator, app: Any, pg_url: str) -> Iterator[tuple[Tagged, T
 
 
 def test_exactly_one_writer_and_grants_through_either_agent_reach_entra(
-    emu: Emulator, app: Any, pg_url: str  # noqa: F811
+    emu: Emulator, app: Any, pg_url: str
 ) -> None:
     # both start at once: whichever wins, exactly one writes
     a, b = pg_agent(emu, app, pg_url, "a"), pg_agent(emu, app, pg_url, "b")
@@ -222,7 +222,7 @@ def test_stopping_the_writer_hands_over_to_the_standby(
 
 
 def test_a_writer_that_loses_its_lease_session_stops_and_the_standby_takes_over(
-    emu: Emulator, app: Any, pg_server: PgServer, two_agents: tuple[Tagged, Tagged]  # noqa: F811
+    emu: Emulator, app: Any, pg_server: PgServer, two_agents: tuple[Tagged, Tagged]
 ) -> None:
     a, b = two_agents
     a.grant("81.2.69.142", "alice")
@@ -250,7 +250,7 @@ def test_a_writer_that_loses_its_lease_session_stops_and_the_standby_takes_over(
 
 
 def test_kill_9_of_the_writer_process_hands_over(
-    emu: Emulator, app: Any, pg_url: str, tmp_path: Path  # noqa: F811
+    emu: Emulator, app: Any, pg_url: str, tmp_path: Path
 ) -> None:
     token = "multi-agent-token-0123456789abcdef"
     log = tmp_path / "agent.log"
@@ -297,7 +297,7 @@ def test_kill_9_of_the_writer_process_hands_over(
             b.agent.stop()
 
 
-def test_postgres_leases_exclude_each_other_per_tenant(pg_url: str, pg_server: PgServer) -> None:  # noqa: F811
+def test_postgres_leases_exclude_each_other_per_tenant(pg_url: str, pg_server: PgServer) -> None:
     first = PostgresWriterLease(pg_url, "tenant-one")
     second = PostgresWriterLease(pg_url, "TENANT-ONE")  # tenant ids are case-insensitive
     other = PostgresWriterLease(pg_url, "tenant-two")

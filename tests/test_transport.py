@@ -11,7 +11,7 @@ import trustme
 from entragate.config import Config, ConnectTo
 from entragate.errors import classify_exception
 from entragate.transport import bypasses_proxy, new_session, proxy_for, resolve_trust
-from tests.tls_servers import RefusingProxy, SilentServer, TlsHttpServer, closed_port
+from tests.helpers.servers import RefusingProxy, SilentServer, TlsHttpServer, closed_port
 
 GRAPH = "graph.microsoft.com"
 

@@ -1,8 +1,7 @@
 """Fixtures and helpers for tests that talk to the emulated tenant.
 
-Import what you need in a test module (or a conftest)::
-
-    from tests.emulator_fixtures import fresh_emulator, tenant, emulator_session  # noqa: F401
+The fixtures (``fresh_emulator``, ``tenant``) are registered for every test by
+``tests/conftest.py``; import the helpers you need.
 
 ``emulator_session(emu)`` is a ``requests.Session`` whose connections to the Microsoft
 host names go to the emulator (SNI, Host header and certificate checks still use the

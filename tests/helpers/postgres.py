@@ -1,8 +1,6 @@
 """A real, throwaway PostgreSQL 15 server for tests (session scoped).
 
-Use it from any test module with::
-
-    from tests.pg_fixture import pg_server, pg_url  # noqa: F401  (pytest fixtures)
+The fixtures are registered for every test by ``tests/conftest.py``.
 
 ``pg_server`` starts one server per test session (as the ``postgres`` user,
 because initdb refuses root), listening on 127.0.0.1 at a free port with its
@@ -18,7 +16,6 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -28,14 +25,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.helpers.servers import free_port
+
 PG_BIN = Path(os.environ.get("ENTRAGATE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_postgres(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -115,7 +108,7 @@ def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
         pytest.fail(f"initdb failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
     last_error = ""
     for _attempt in range(3):  # a free port can be taken between probe and bind
-        port = _free_port()
+        port = free_port()
         opts = (
             f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
