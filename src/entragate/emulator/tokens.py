@@ -11,17 +11,20 @@ import datetime as dt
 import functools
 import secrets
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.types import Options
 from jwt.utils import base64url_encode, to_base64url_uint
 
 from ._http import TokenError
+from .pki import new_key
 from .state import App, Tenant
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLOCK_TOLERANCE = 300  # seconds of skew the token endpoint forgives on client assertions
@@ -71,8 +74,10 @@ def b64url(data: bytes) -> str:
 
 @functools.cache
 def _process_signing_key() -> rsa.RSAPrivateKey:
-    # One per process: a 2048-bit RSA key takes a while to generate.
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # One per process: an RSA key takes a while to generate.
+    key = new_key("rsa")
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
 
 
 class SigningKey:
