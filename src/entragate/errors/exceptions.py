@@ -95,10 +95,14 @@ class EntraError(Exception):
 
 
 class CannotConnect(EntraError):
+    """DNS failure, connection refused, reset or unreachable, or the proxy's TCP port failed."""
+
     code = Code.ENTRA000
 
 
 class AuthenticationFailed(EntraError):
+    """The token endpoint refused the credentials (``aadsts`` holds its AADSTS code), or Graph answered 401."""
+
     code = Code.ENTRA001
 
     def __init__(self, detail: str, *, aadsts: int | None = None, **kw: Any) -> None:
@@ -107,10 +111,14 @@ class AuthenticationFailed(EntraError):
 
 
 class AuthorizationFailed(EntraError):
+    """Graph answered 403: a permission is missing, not consented, or delegated instead of application."""
+
     code = Code.ENTRA002
 
 
 class TlsNotTrusted(EntraError):
+    """TCP connected but certificate verification failed; ``verify_code`` is OpenSSL's."""
+
     code = Code.ENTRA003
 
     def __init__(
@@ -122,10 +130,14 @@ class TlsNotTrusted(EntraError):
 
 
 class TimedOut(EntraError):
+    """Connect, TLS handshake or response did not complete within the configured timeout."""
+
     code = Code.ENTRA004
 
 
 class Throttled(EntraError):
+    """Graph or the token endpoint answered 429; ``retry_after`` when it said how long."""
+
     code = Code.ENTRA005
 
     def __init__(self, detail: str, *, retry_after: float | None = None, **kw: Any) -> None:
@@ -134,18 +146,26 @@ class Throttled(EntraError):
 
 
 class LocationProblem(EntraError):
+    """The configured named location is missing, ambiguous, or not an IP location."""
+
     code = Code.ENTRA006
 
 
 class RequestRejected(EntraError):
+    """Graph refused a write (400/413/422), or the ACL's locations are full."""
+
     code = Code.ENTRA007
 
 
 class ServiceError(EntraError):
+    """Graph or the token endpoint answered 5xx."""
+
     code = Code.ENTRA008
 
 
 class ProxyRefused(EntraError):
+    """The proxy answered CONNECT with non-2xx (407 authentication, 403 policy); ``proxy_status``."""
+
     code = Code.ENTRA009
 
     def __init__(self, detail: str, *, proxy_status: int | None = None, **kw: Any) -> None:
