@@ -13,7 +13,7 @@ import re
 import unicodedata
 from typing import Any, Literal, get_args
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from .special_purpose import IPNetwork, why_not_public
 
 Reason = Literal[
     "invalid_ip",
@@ -81,59 +81,6 @@ class InvalidGrant(Exception):
 
 # --------------------------------------------------------------------------- addresses
 
-# Address space that never appears as the source of a sign-in Entra evaluates.
-# Checked in order; the first entry overlapping the input names the rule in the message.
-_V4_FORBIDDEN: tuple[tuple[str, str], ...] = (
-    ("0.0.0.0/8", "'this network' (unspecified) address space"),
-    ("10.0.0.0/8", "private address space"),
-    ("100.64.0.0/10", "shared address space (carrier-grade NAT, RFC 6598)"),
-    ("127.0.0.0/8", "loopback address space"),
-    ("169.254.0.0/16", "link-local address space"),
-    ("172.16.0.0/12", "private address space"),
-    ("192.0.0.0/24", "IETF protocol assignment space"),
-    ("192.0.2.0/24", "documentation address space (TEST-NET-1)"),
-    ("192.88.99.0/24", "reserved (deprecated 6to4 relay anycast) address space"),
-    ("192.168.0.0/16", "private address space"),
-    ("198.18.0.0/15", "benchmarking address space"),
-    ("198.51.100.0/24", "documentation address space (TEST-NET-2)"),
-    ("203.0.113.0/24", "documentation address space (TEST-NET-3)"),
-    ("224.0.0.0/4", "multicast address space"),
-    ("240.0.0.0/4", "reserved address space"),
-)
-_V6_FORBIDDEN: tuple[tuple[str, str], ...] = (
-    ("::/128", "the unspecified address"),
-    ("::1/128", "the loopback address"),
-    ("::ffff:0:0/96", "IPv4-mapped address space (use the plain IPv4 form)"),
-    ("64:ff9b:1::/48", "local-use NAT64 address space"),
-    ("100::/64", "discard-only address space"),
-    ("2001::/23", "IETF protocol assignment space"),
-    ("2001:db8::/32", "documentation address space"),
-    ("3fff::/20", "documentation address space"),
-    ("fc00::/7", "unique local (private) address space"),
-    ("fe80::/10", "link-local address space"),
-    ("fec0::/10", "deprecated site-local address space"),
-    ("ff00::/8", "multicast address space"),
-)
-_V4_TABLE = tuple((ipaddress.IPv4Network(n), d) for n, d in _V4_FORBIDDEN)
-_V6_TABLE = tuple((ipaddress.IPv6Network(n), d) for n, d in _V6_FORBIDDEN)
-_V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
-
-
-def _forbidden_reason(net: IPNetwork) -> str | None:
-    """Describe why ``net`` is not entirely globally routable, or None when it is."""
-    table = _V4_TABLE if net.version == 4 else _V6_TABLE
-    for special, desc in table:
-        if net.overlaps(special):
-            if net.subnet_of(special):  # type: ignore[arg-type]
-                return f"is {desc}"
-            return f"includes {desc} ({special})"
-    if net.version == 6 and not net.subnet_of(_V6_GLOBAL_UNICAST):
-        return "is outside IPv6 global unicast space (2000::/3)"
-    if not (net.is_global and net.network_address.is_global and net.broadcast_address.is_global):
-        return "is not globally routable address space"
-    return None
-
-
 # Microsoft documents IPv4 named-location ranges as "CIDR masks greater than /8": /9 and longer.
 MIN_PREFIX_V4 = 9
 MIN_PREFIX_V6 = 16
@@ -146,7 +93,9 @@ def parse_cidr(
 
     A bare address becomes /32 or /128. Refused (``InvalidGrant``): anything that
     is not an address/CIDR, zone ids, host bits set (never silently widened),
-    prefixes shorter than the minimum, and anything not globally routable.
+    prefixes shorter than the minimum, and special-purpose address space
+    (``grants/special_purpose.py``, one table: no ``is_global``, whose answer changes
+    between Python patch releases).
     """
     if not isinstance(text, str):
         raise InvalidGrant(
@@ -199,7 +148,7 @@ def parse_cidr(
             f"{raw} is a /{net.prefixlen}; IPv{net.version} grants must be /{minimum} or longer",
             raw,
         )
-    why = _forbidden_reason(net)
+    why = why_not_public(net)
     if why is not None:
         raise InvalidGrant("forbidden_range", f"{raw} {why}; {_PUBLIC_HINT}", raw)
     return net
