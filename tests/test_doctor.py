@@ -86,6 +86,7 @@ class Tenant:
             lines.append(f"{key} = {json.dumps(value)}")
         path = self.tmp / f"config-{time.monotonic_ns()}.toml"
         path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)  # it holds the client secret: a healthy setup keeps it private
         return load_config(path, env if env is not None else clean_env(), require_credentials=False)
 
     def run(self, config: Config | None = None, env: dict[str, str] | None = None) -> Report:
@@ -334,6 +335,30 @@ def test_entra001_wrong_tenant(tenant: Tenant) -> None:
 def test_entra001_app_not_in_tenant(tenant: Tenant) -> None:
     report = tenant.run(tenant.config(client_id="11111111-2222-4333-8444-555555555555"))
     assert_failure(report, "ENTRA001", "token", ["aadsts_700016"])
+
+
+def test_config_file_with_a_secret_readable_by_others_is_a_warning(tenant: Tenant) -> None:
+    config = tenant.config()
+    assert config.source is not None
+    Path(config.source).chmod(0o644)
+    report = tenant.run(config)
+    assert report.check("config").status == "warn"
+    assert cause_ids(report, "config") == ["config_readable_by_others"]
+    cause = report.check("config").causes[0].summary
+    assert "client_secret" in cause and "0644" in cause and f"chmod 600 {config.source}" in cause
+
+
+def test_a_store_others_can_read_is_a_warning(tenant: Tenant) -> None:
+    state = tenant.tmp / "state"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    (state / "grants.db").write_text("")
+    (state / "grants.db").chmod(0o644)
+    report = tenant.run(tenant.config(extra=f'[agent]\nstore = "sqlite:///{state}/grants.db"'))
+    assert report.check("config").status == "warn"
+    assert cause_ids(report, "config") == ["store_not_private", "store_not_private"]
+    text = " ".join(c.summary for c in report.check("config").causes)
+    assert f"chmod 700 {state}" in text and f"chmod 600 {state / 'grants.db'}" in text
 
 
 def test_entra001_missing_values() -> None:

@@ -23,6 +23,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from entragate.logs import get_logger
+from entragate.private_files import (
+    PRIVATE_FILE_MODE,
+    create_private_file,
+    describe_loose,
+    loose_modes,
+    make_private_dir,
+)
+
 from .lease import WriterLease
 from .store import (
     COLUMNS,
@@ -95,11 +104,11 @@ class SQLiteGrantStore(GrantStore):
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Private from the first byte; SQLite gives -wal and -shm the database's mode.
+            make_private_dir(self.path.parent)
+            create_private_file(self.path)
         except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot create directory for grant store {self.path}: {exc}"
-            ) from exc
+            raise StoreUnavailable(f"cannot create grant store {self.path}: {exc}") from exc
         with self._lock:
             conn = self._connection()
             with self._guard("create schema"):
@@ -124,6 +133,11 @@ class SQLiteGrantStore(GrantStore):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+        for path, mode in loose_modes(store_paths(self.path)):
+            get_logger(component="store").warning(
+                "store_not_private", path=str(path), mode=f"{mode:04o}",
+                message=describe_loose(path, mode),
+            )
 
     def __repr__(self) -> str:
         return f"SQLiteGrantStore({str(self.path)!r})"
@@ -239,6 +253,12 @@ class SQLiteGrantStore(GrantStore):
 # ---------------------------------------------------------------------- the writer lease
 
 
+def store_paths(database: Path) -> tuple[Path, ...]:
+    """The directory and every file of a SQLite store: database, -wal, -shm, writer lock."""
+    files = (database.with_name(database.name + suffix) for suffix in ("-wal", "-shm"))
+    return (database.parent, database, *files, lock_file_for(database))
+
+
 def lock_file_for(database: Path) -> Path:
     """``/var/lib/entragate/grants.db`` → ``/var/lib/entragate/grants.db.writer.lock``."""
     return database.with_name(database.name + ".writer.lock")
@@ -263,7 +283,7 @@ class LocalWriterLease(WriterLease):
             if self._fd is not None:
                 return True
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
             except OSError as exc:
                 self._why = f"cannot open lock file {self.path}: {exc.strerror or exc}"
                 return False

@@ -3,6 +3,7 @@ Secret ID; a client certificate's validity) and the expected roots file."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from entragate.doctor.certinfo import display_name
 from entragate.doctor.checks.base import FAIL, PASS, WARN, CheckResult
 from entragate.doctor.roots import load_pem_certificates
 from entragate.errors import Code
+from entragate.grants.sqlite import path_from_url, store_paths
+from entragate.grants.store import store_kind
+from entragate.private_files import config_file_exposure, describe_loose, loose_modes
 
 CERT_WARN_DAYS = 30
 
@@ -146,6 +150,7 @@ def check_config(config: Config, *, now: datetime, expected_roots_error: str | N
                     )
     if expected_roots_error:
         warn_causes.append(Cause("expected_roots_unreadable", expected_roots_error))
+    warn_causes.extend(_privacy_causes(config))
     if causes:
         return CheckResult(
             "config",
@@ -164,6 +169,19 @@ def check_config(config: Config, *, now: datetime, expected_roots_error: str | N
     if warn_causes:
         return CheckResult("config", WARN, "; ".join(c.summary for c in warn_causes), causes=warn_causes)
     return CheckResult("config", PASS, summary)
+
+
+def _privacy_causes(config: Config) -> list[Cause]:
+    """Secrets and grant history other local users can read (docs/design.md#store)."""
+    causes = []
+    exposure = config_file_exposure(Path(config.source)) if config.source else None
+    if exposure:
+        causes.append(Cause("config_readable_by_others", exposure))
+    with contextlib.suppress(ValueError):  # an unusable store URL is the store's own error
+        if store_kind(config.agent.store) == "sqlite":
+            for path, mode in loose_modes(store_paths(path_from_url(config.agent.store))):
+                causes.append(Cause("store_not_private", describe_loose(path, mode)))
+    return causes
 
 
 def load_expected_roots(config: Config) -> tuple[list[x509.Certificate], str | None]:
