@@ -24,8 +24,14 @@ def write_config(
     store: str | None = None,
     token: str = TOKEN,
     rate: float = 1,
+    credential: str | None = None,
 ) -> Path:
-    """An agent configuration file pointing at the emulator, for ``entragate run``."""
+    """An agent configuration file pointing at the emulator, for ``entragate run``.
+
+    ``credential``: TOML lines in place of ``client_secret = app.secret``. The file is
+    the owner's alone (0600), as a file holding secrets must be.
+    """
+    credential = credential or f'client_secret = "{app.secret}"'
     store = store or f"sqlite:///{tmp_path / 'grants.db'}"
     connect_to = ", ".join(f'"{e}"' for e in emu.connect_to())
     path = tmp_path / "entragate.toml"
@@ -33,7 +39,7 @@ def write_config(
         f"""
 tenant_id = "{app.tenant_id}"
 client_id = "{app.client_id}"
-client_secret = "{app.secret}"
+{credential}
 ca_bundle = "{emu.ca_bundle_path}"
 connect_to = [{connect_to}]
 timeout = 5
@@ -48,6 +54,7 @@ store = "{store}"
 rate = {rate:g}
 """
     )
+    path.chmod(0o600)
     return path
 
 
