@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -20,9 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from entragate.emulator import AppRegistration, Emulator
 from entragate.grants.sqlite import SQLiteGrantStore, store_paths
 from entragate.logs import configure_logging
-from entragate.private_files import create_private_file, loose_modes
+from entragate.private_files import config_file_exposure, create_private_file, loose_modes
+from tests.helpers.process import healthy, start, write_config
+from tests.helpers.servers import free_port
+from tests.helpers.sync import wait_for
 
 
 def mode(path: Path) -> int:
@@ -114,3 +119,37 @@ def test_create_private_file_ignores_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert mode(tmp_path / "a") == 0o600
+
+
+def test_a_config_file_holding_a_secret_must_not_be_readable_by_others(tmp_path: Path) -> None:
+    path = tmp_path / "entragate.toml"
+    path.write_text('tenant_id = "t"\nclient_secret = "s3cret-value"\n[agent]\napi_token = "tok"\n')
+    path.chmod(0o600)
+    assert config_file_exposure(path) is None
+    path.chmod(0o640)  # the group may read it: the operator's choice
+    assert config_file_exposure(path) is None
+    path.chmod(0o644)
+    line = config_file_exposure(path)
+    assert line is not None
+    assert "client_secret, agent.api_token" in line and "0644" in line
+    assert f"chmod 600 {path}" in line and "s3cret-value" not in line
+    path.write_text('tenant_id = "t"\nclient_secret_file = "/etc/entragate/secret"\n')
+    assert config_file_exposure(path) is None  # nothing secret in the file itself
+
+
+def test_the_agent_warns_about_a_config_file_others_can_read(
+    emu: Emulator, app: AppRegistration, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = write_config(emu, app, tmp_path, port)
+    config.chmod(0o644)
+    log = tmp_path / "agent.log"
+    agent = start(config, log)
+    try:
+        assert wait_for(lambda: healthy(f"http://127.0.0.1:{port}"), timeout=30), log.read_text()
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=20)
+    warned = [json.loads(line) for line in log.read_text().splitlines() if "config_not_private" in line]
+    assert len(warned) == 1 and warned[0]["path"] == str(config)
+    assert f"chmod 600 {config}" in warned[0]["message"]

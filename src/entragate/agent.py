@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from entragate.agent_client import AgentError
@@ -16,6 +17,7 @@ from entragate.grants.store import GrantStore
 from entragate.graph.client import GraphClient
 from entragate.logs import configure_logging, get_logger, store_label
 from entragate.metrics import Metrics
+from entragate.private_files import config_file_exposure
 from entragate.service import GrantService
 from entragate.sync.engine import SyncEngine
 from entragate.sync.pacer import Pacer
@@ -99,6 +101,9 @@ class Agent:
 def run_agent(config: Config) -> int:
     """``entragate run``: serve until SIGTERM or Ctrl-C."""
     configure_logging()
+    exposure = config_file_exposure(Path(config.source)) if config.source else None
+    if exposure:
+        get_logger(component="agent").warning("config_not_private", path=config.source, message=exposure)
     agent = Agent(config)
     stopped = threading.Event()
 

@@ -78,7 +78,8 @@ def config_file_exposure(path: Path) -> str | None:
         return None  # the configuration loader reports unreadable files
     if not mode & 0o004:
         return None
-    agent = raw.get("agent") if isinstance(raw.get("agent"), dict) else {}
+    table = raw.get("agent")
+    agent: dict[str, object] = table if isinstance(table, dict) else {}
     held = [k for k in _SECRET_KEYS if raw.get(k)] + [
         f"agent.{k}" for k in _SECRET_AGENT_KEYS if agent.get(k)
     ]
