@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from entragate.agent_client import AgentError
-from entragate.api import ApiServer, load_or_create_api_token
+from entragate.api.server import ApiServer
+from entragate.api.token import load_or_create_api_token
 from entragate.config import Config
 from entragate.grants import open_store
 from entragate.grants.store import GrantStore
@@ -51,7 +52,7 @@ class Agent:
         self.store = store or open_store(config.agent.store)
         self.pacer = Pacer(config.agent.rate)
         self.graph = build_graph(config, self.pacer, self.metrics, env)
-        # One writer per tenant among the agents sharing this store (SPEC 8).
+        # One writer per tenant among the agents sharing this store (docs/design.md#lease).
         self.lease = lease or lease_for_store(self.store, config.agent.store, config.tenant_id)
         self.engine = SyncEngine(
             config, self.store, self.graph, self.pacer, metrics=self.metrics,

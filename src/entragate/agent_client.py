@@ -40,10 +40,10 @@ class AgentUnreachable(AgentError):
 def agent_url(config: Config) -> str:
     """The base URL of the agent's API from ``agent.listen`` (wildcards become loopback)."""
     host = config.agent.listen_host
-    return loopback_url(host, config.agent.listen_port)
+    return loopback_url(host, config.agent.listen_port, tls=config.agent.tls_cert is not None)
 
 
-def loopback_url(host: str, port: int) -> str:
+def loopback_url(host: str, port: int, *, tls: bool = False) -> str:
     """The URL a local client uses for a listener on ``host`` (wildcards mean loopback)."""
     if host in ("", "0.0.0.0"):  # noqa: S104 - naming the wildcard, not binding it
         host = "127.0.0.1"
@@ -51,7 +51,7 @@ def loopback_url(host: str, port: int) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 class AgentClient:

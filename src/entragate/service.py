@@ -4,7 +4,7 @@ Requests arrive parsed (:class:`GrantRequest`, :class:`RevokeRequest`: types and
 formats are the model's); the rules that need the configuration are checked here
 (docs/design.md#grant-model) before the store is touched, so a refusal
 (:class:`InvalidGrant`) leaves the store exactly as it was. A grant that would not fit
-the ACL's shards is refused with ENTRA007 inside the store's transaction
+the ACL's shards is refused with ``Code.ENTRA007`` inside the store's transaction
 (``capacity_check``), so two concurrent grants cannot both squeeze into the last free slot.
 """
 
@@ -85,7 +85,7 @@ class UnknownAcl(InvalidGrant):
 
 def default_capacity(config: Config) -> Capacity:
     """The ACL's shards (``max_ranges`` x ``max_locations``) as the limit, refused with
-    ENTRA007; the agent and the CLI's direct mode both use this one rule."""
+    ``Code.ENTRA007``; the agent and the CLI's direct mode both use this one rule."""
 
     def check(acl_name: str, cidrs: list[str]) -> None:
         acl = config.acls[acl_name]
