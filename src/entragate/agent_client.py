@@ -8,6 +8,7 @@ from urllib.parse import quote
 import requests
 
 from entragate.config import Config
+from entragate.grants.model import GrantRequest, RevokeRequest
 from entragate.grants.validation import REASONS
 
 # 4xx codes that mean "the caller's input or setup was wrong" (CLI exit 2)
@@ -127,34 +128,14 @@ class AgentClient:
             return False
         return response.status_code == 200
 
-    def grant(
-        self,
-        acl: str,
-        ip: str,
-        user: str,
-        *,
-        ttl: int | str | None = None,
-        expires_at: str | None = None,
-        note: str = "",
-        source: str | None = None,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"acl": acl, "ip": ip, "user": user}
-        if source:
-            body["source"] = source
-        if ttl is not None:
-            body["ttl"] = ttl
-        if expires_at is not None:
-            body["expires_at"] = expires_at
-        if note:
-            body["note"] = note
-        result: dict[str, Any] = self._request("POST", "/v1/grants", body=body)
+    def grant(self, request: GrantRequest) -> dict[str, Any]:
+        """``POST /v1/grants``: the stored grant."""
+        result: dict[str, Any] = self._request("POST", "/v1/grants", body=request.to_json())
         return result
 
-    def revoke(self, acl: str, ip: str, user: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"acl": acl, "ip": ip}
-        if user is not None:
-            body["user"] = user
-        result: dict[str, Any] = self._request("DELETE", "/v1/grants", body=body)
+    def revoke(self, request: RevokeRequest) -> dict[str, Any]:
+        """``DELETE /v1/grants``: ``{"ended": n}``."""
+        result: dict[str, Any] = self._request("DELETE", "/v1/grants", body=request.to_json())
         return result
 
     def flush(self, acl: str) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Structured audit events: JSON lines, or logfmt when a person watches a terminal."""
+"""Structured audit events: JSON lines, or logfmt when a person watches a terminal.
+
+structlog is imported when the first logger is made, not when logging is configured:
+every command configures logging, and most (``--help``, ``explain``, ``script``) never
+log, so they start without paying for it (docs/design.md#cli).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,6 @@ import sys
 import unicodedata
 from collections.abc import MutableMapping
 from typing import Any
-
-import structlog
 
 _SECRET_KEYS = {"client_secret", "secret", "api_token", "token", "authorization", "password", "access_token"}
 
@@ -67,8 +70,22 @@ def _escape_controls(
     return event
 
 
+_settings: dict[str, Any] = {"json_lines": None, "level": logging.INFO, "stream": None}
+_applied = False
+
+
 def configure_logging(*, json_lines: bool | None = None, level: int = logging.INFO, stream: Any = None) -> None:
-    stream = stream or sys.stderr
+    """Where and how events are written; applied when the first logger is made."""
+    global _applied
+    _settings.update(json_lines=json_lines, level=level, stream=stream)
+    _applied = False
+
+
+def _apply_settings() -> None:
+    import structlog
+
+    stream = _settings["stream"] or sys.stderr
+    json_lines = _settings["json_lines"]
     if json_lines is None:
         json_lines = not (hasattr(stream, "isatty") and stream.isatty())
     renderer: Any = (
@@ -84,13 +101,19 @@ def configure_logging(*, json_lines: bool | None = None, level: int = logging.IN
             *([] if json_lines else [_escape_controls]),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(_settings["level"]),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
 
 
 def get_logger(**bound: Any) -> Any:
+    global _applied
+    import structlog
+
+    if not _applied:
+        _apply_settings()
+        _applied = True
     return structlog.get_logger("entragate").bind(**bound)
 
 

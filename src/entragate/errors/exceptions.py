@@ -42,7 +42,14 @@ class EntraError(Exception):
         status: int | None = None,
         graph_code: str | None = None,
         hint: str | None = None,
+        **facts: Any,
     ) -> None:
+        # A subclass declares the facts of its own failure as class attributes with a
+        # default (``retry_after``, ``verify_code`` …); only those may be passed.
+        for name, value in facts.items():
+            if name.startswith("_") or not hasattr(type(self), name):
+                raise TypeError(f"{type(self).__name__} has no fact {name!r}")
+            setattr(self, name, value)
         self.detail = detail
         self.host = host
         self.operation = operation
@@ -95,62 +102,68 @@ class EntraError(Exception):
 
 
 class CannotConnect(EntraError):
+    """DNS failure, connection refused, reset or unreachable, or the proxy's TCP port failed."""
+
     code = Code.ENTRA000
 
 
 class AuthenticationFailed(EntraError):
-    code = Code.ENTRA001
+    """The token endpoint refused the credentials (``aadsts`` holds its AADSTS code), or Graph answered 401."""
 
-    def __init__(self, detail: str, *, aadsts: int | None = None, **kw: Any) -> None:
-        self.aadsts = aadsts
-        super().__init__(detail, **kw)
+    code = Code.ENTRA001
+    aadsts: int | None = None
 
 
 class AuthorizationFailed(EntraError):
+    """Graph answered 403: a permission is missing, not consented, or delegated instead of application."""
+
     code = Code.ENTRA002
 
 
 class TlsNotTrusted(EntraError):
-    code = Code.ENTRA003
+    """TCP connected but certificate verification failed; ``verify_code`` is OpenSSL's."""
 
-    def __init__(
-        self, detail: str, *, verify_code: int | None = None, verify_message: str = "", **kw: Any
-    ) -> None:
-        self.verify_code = verify_code
-        self.verify_message = verify_message
-        super().__init__(detail, **kw)
+    code = Code.ENTRA003
+    verify_code: int | None = None
+    verify_message: str = ""
 
 
 class TimedOut(EntraError):
+    """Connect, TLS handshake or response did not complete within the configured timeout."""
+
     code = Code.ENTRA004
 
 
 class Throttled(EntraError):
-    code = Code.ENTRA005
+    """Graph or the token endpoint answered 429; ``retry_after`` when it said how long."""
 
-    def __init__(self, detail: str, *, retry_after: float | None = None, **kw: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(detail, **kw)
+    code = Code.ENTRA005
+    retry_after: float | None = None
 
 
 class LocationProblem(EntraError):
+    """The configured named location is missing, ambiguous, or not an IP location."""
+
     code = Code.ENTRA006
 
 
 class RequestRejected(EntraError):
+    """Graph refused a write (400/413/422), or the ACL's locations are full."""
+
     code = Code.ENTRA007
 
 
 class ServiceError(EntraError):
+    """Graph or the token endpoint answered 5xx."""
+
     code = Code.ENTRA008
 
 
 class ProxyRefused(EntraError):
-    code = Code.ENTRA009
+    """The proxy answered CONNECT with non-2xx (407 authentication, 403 policy); ``proxy_status``."""
 
-    def __init__(self, detail: str, *, proxy_status: int | None = None, **kw: Any) -> None:
-        self.proxy_status = proxy_status
-        super().__init__(detail, **kw)
+    code = Code.ENTRA009
+    proxy_status: int | None = None
 
 
 ERROR_TYPES: dict[Code, type[EntraError]] = {

@@ -28,16 +28,14 @@ from urllib.parse import urlparse
 import requests
 import urllib3.exceptions
 
-from entragate.errors.codes import AADSTS_HINTS
+from entragate.errors.codes import AADSTS_HINTS, Code
 from entragate.errors.exceptions import (
+    ERROR_TYPES,
     AuthenticationFailed,
-    AuthorizationFailed,
     CannotConnect,
     EntraError,
-    LocationProblem,
     ProxyRefused,
     ProxyTunnelRefused,
-    RequestRejected,
     ServiceError,
     Throttled,
     TimedOut,
@@ -147,17 +145,18 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 # Graph's error statuses, checked in order; anything else unexpected is a service error.
-_GRAPH_STATUS: tuple[tuple[range, type[EntraError]], ...] = (
-    (range(401, 402), AuthenticationFailed),
-    (range(403, 404), AuthorizationFailed),
-    (range(404, 405), LocationProblem),
-    (range(400, 500), RequestRejected),
-    (range(500, 600), ServiceError),
+_GRAPH_STATUS: tuple[tuple[range, Code], ...] = (
+    (range(401, 402), Code.ENTRA001),
+    (range(403, 404), Code.ENTRA002),
+    (range(404, 405), Code.ENTRA006),
+    (range(400, 500), Code.ENTRA007),
+    (range(500, 600), Code.ENTRA008),
 )
 
 
 def _error_type_for_status(status: int) -> type[EntraError]:
-    return next((cls for span, cls in _GRAPH_STATUS if status in span), ServiceError)
+    code = next((code for span, code in _GRAPH_STATUS if status in span), Code.ENTRA008)
+    return ERROR_TYPES[code]
 
 
 def from_graph_response(

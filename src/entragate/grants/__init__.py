@@ -13,7 +13,7 @@ from .model import (
     rfc3339,
     utcnow,
 )
-from .store import CapacityCheck, GrantStore, StoreError, StoreUnavailable
+from .store import CapacityCheck, GrantStore, StoreError, StoreUnavailable, store_kind
 from .validation import (
     InvalidGrant,
     check_ttl,
@@ -61,12 +61,10 @@ def open_store(url: str) -> GrantStore:
     an unsupported URL.
     """
     url = url.strip()
-    if url.startswith("sqlite:"):
-        from .sqlite import SQLiteGrantStore, path_from_url
-
-        return SQLiteGrantStore(path_from_url(url))
-    if url.startswith(("postgresql://", "postgres://")):
+    if store_kind(url) == "postgresql":
         from .postgres import PostgresGrantStore
 
         return PostgresGrantStore(url)
-    raise ValueError(f"unsupported grant store URL {url!r}: use sqlite:///path or postgresql://…")
+    from .sqlite import SQLiteGrantStore, path_from_url
+
+    return SQLiteGrantStore(path_from_url(url))
