@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from entragate.errors import Code
 from entragate.grants import open_store, parse_rfc3339, utcnow
 from entragate.grants.sqlite import SQLiteGrantStore
 from entragate.metrics import Metrics
@@ -21,25 +21,10 @@ from tests.helpers.api import (
     V4,
     V6,
     Harness,
-    captured_logs,
     error_of,
     raw_exchange,
     raw_post,
-    running,
 )
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    with captured_logs() as stream:
-        yield stream
-
-
-@pytest.fixture
-def api(tmp_path: Path, log_stream: io.StringIO) -> Iterator[Harness]:
-    with running(tmp_path) as harness:
-        yield harness
-
 
 # --------------------------------------------------------------------------- happy paths
 
@@ -242,7 +227,7 @@ def test_full_acl_answers_entra007(tmp_path: Path, log_stream: io.StringIO) -> N
         status, _, body = harness.request(
             "POST", "/v1/grants", {"acl": "staff", "ip": V6, "user": "a", "ttl": 60}
         )
-        assert (status, body["error"]["code"]) == (409, "ENTRA007")
+        assert (status, body["error"]["code"]) == (409, Code.ENTRA007)
         assert harness.snapshot() == before
     harness.store.close()
 
@@ -311,17 +296,18 @@ def test_metrics_series() -> None:
     m.throttled()
     m.set_grants("staff", 3)
     m.set_ranges("staff", "entragate staff", 4)
-    m.set_error("staff", "entragate staff", "ENTRA005")
-    m.set_error("staff", "entragate staff", "ENTRA002")
+    m.set_error("staff", "entragate staff", Code.ENTRA005)
+    m.set_error("staff", "entragate staff", Code.ENTRA002)
     m.observe_lag(1.5)
     text = m.render().decode()
     assert 'entragate_graph_requests_total{method="PATCH",status="204"} 1.0' in text
     assert "entragate_throttled_total 1.0" in text
     assert 'entragate_location_ranges{acl="staff",location="entragate staff"} 4.0' in text
-    assert 'code="ENTRA002",location="entragate staff"} 1.0' in text and "ENTRA005" not in text
+    assert f'code="{Code.ENTRA002}",location="entragate staff"}} 1.0' in text
+    assert Code.ENTRA005 not in text
     assert "entragate_grant_applied_lag_seconds_count 1.0" in text
     m.set_error("staff", "entragate staff", None)
-    assert "ENTRA002" not in m.render().decode()
+    assert Code.ENTRA002 not in m.render().decode()
     assert Metrics().render() != text.encode()  # registries are independent
 
 

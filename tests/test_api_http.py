@@ -9,7 +9,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from tests.helpers.api import (
     TOKEN,
     V4,
     Harness,
-    captured_logs,
     error_of,
     make_api_config,
     raw_exchange,
@@ -32,18 +30,6 @@ from tests.helpers.api import (
     tls_files,
 )
 from tests.helpers.sync import wait_for
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    with captured_logs() as stream:
-        yield stream
-
-
-@pytest.fixture
-def api(tmp_path: Path, log_stream: io.StringIO) -> Iterator[Harness]:
-    with running(tmp_path) as harness:
-        yield harness
 
 
 def test_oversized_body_is_refused_without_reading_it(api: Harness) -> None:
@@ -219,7 +205,7 @@ def test_an_unread_body_is_never_parsed_as_the_next_request(
     )
     response = raw_exchange(api.server.port, request)
     assert response.count(b"HTTP/1.1 ") == 1, response
-    assert b"\r\nConnection: close\r\n" in response
+    assert b"\r\nconnection: close\r\n" in response.lower()  # names are case-insensitive
 
 
 @pytest.mark.parametrize(
@@ -249,7 +235,7 @@ def test_bad_content_length_is_refused_cleanly(api: Harness, header: bytes, stat
     got_status, body = error_of(response)
     assert got_status == status, response
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    assert b"\r\nConnection: close\r\n" in response
+    assert b"\r\nconnection: close\r\n" in response.lower()  # names are case-insensitive
     assert api.snapshot() == before
 
 
@@ -287,7 +273,7 @@ ROUTES = {
 }
 
 
-@pytest.mark.parametrize("method", ["FOO", "PUT", "PATCH", "TRACE", "CONNECT"])
+@pytest.mark.parametrize("method", ["FOO", "PUT", "PATCH", "TRACE", "CONNECT", "PROPFIND"])
 def test_an_unknown_method_answers_405_with_allow_on_every_route(api: Harness, method: str) -> None:
     for path, allowed in ROUTES.items():
         request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
@@ -303,6 +289,14 @@ def test_an_unknown_method_answers_405_with_allow_on_every_route(api: Harness, m
         "Connection: close\r\n\r\n".encode(),
     )
     assert error_of(response) [1]["error"]["code"] == "not_found"
+
+
+def test_pipelined_requests_are_answered_in_order(api: Harness) -> None:
+    one = f"GET /v1/grants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    last = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    response = raw_exchange(api.server.port, (one + one + last).encode())
+    assert response.count(b"HTTP/1.1 200 ") == 3, response
+    assert response.count(b'"grants":[]') == 2 and response.endswith(b'{"ok":true}\n')
 
 
 def _send_then_read(port: int, head: bytes, body_chunks: list[bytes]) -> bytes:
@@ -350,7 +344,7 @@ def test_a_one_mebibyte_body_answers_413_and_stores_nothing(api: Harness, framin
     response = _send_then_read(api.server.port, head, chunks)
     status, error = error_of(response)
     assert (status, error["error"]["code"]) == (413, "body_too_large"), response[:300]
-    assert b"\r\nConnection: close\r\n" in response
+    assert b"\r\nconnection: close\r\n" in response.lower()  # names are case-insensitive
     assert api.snapshot() == before
 
 
@@ -432,7 +426,9 @@ def test_headers_that_do_not_arrive_in_time_end_the_connection(tmp_path: Path) -
         # an idle kept-alive connection is closed too
         with socket.create_connection(("127.0.0.1", api.server.port), timeout=30) as sock:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            first = sock.recv(65536)
+            first = b""
+            while not first.endswith(b'{"ok":true}\n'):
+                first += sock.recv(65536)
             assert first.startswith(b"HTTP/1.1 200 ")
             assert sock.recv(65536) == b""  # closed by the server after the deadline
 
@@ -482,6 +478,27 @@ def test_tls_serves_the_api_and_refuses_plain_http(tmp_path: Path, log_stream: i
             assert doc["servers"] == [{"url": api.server.url}]
         plain = raw_exchange(api.server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert not plain.startswith(b"HTTP/1.1 200")
+
+
+def test_the_cli_client_talks_tls_to_the_agent(tmp_path: Path, log_stream: io.StringIO) -> None:
+    from entragate.agent_client import AgentClient, agent_url, agent_verify
+    from entragate.grants import GrantRequest
+
+    ca, cert, key = tls_files(tmp_path)
+    cert.write_bytes(cert.read_bytes() + ca.read_bytes())  # the chain file ends with its CA
+    base = make_api_config(tmp_path)
+    config = replace(base, agent=replace(base.agent, tls_cert=cert, tls_key=key))
+    with running(tmp_path, config=config) as api:
+        port = api.server.port
+        config = replace(config, agent=replace(config.agent, listen=f"127.0.0.1:{port}"))
+        assert agent_url(config) == f"https://127.0.0.1:{port}"
+        client = AgentClient(agent_url(config), TOKEN, verify=agent_verify(config))
+        try:
+            assert client.reachable()
+            request = GrantRequest.parse({"acl": "staff", "ip": V4, "user": "a", "ttl": 60})
+            assert client.grant(request)["cidr"] == "81.2.69.142/32"
+        finally:
+            client.close()
 
 
 def _config_file(tmp_path: Path, agent_lines: str) -> Path:

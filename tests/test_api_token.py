@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,14 +13,7 @@ import pytest
 
 from entragate.api import default_token_path, find_api_token, load_or_create_api_token
 from entragate.config import Config, Secret
-from tests.helpers.api import captured_logs, make_api_config
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    with captured_logs() as stream:
-        yield stream
-
+from tests.helpers.api import make_api_config
 
 # --------------------------------------------------------------------------- token file
 

@@ -44,6 +44,12 @@ def agent_url(config: Config) -> str:
     return loopback_url(host, config.agent.listen_port, tls=config.agent.tls_cert is not None)
 
 
+def agent_verify(config: Config) -> str | bool:
+    """What the agent's certificate is checked against: ``agent.tls_cert`` itself (a
+    self-signed certificate, or a chain file that ends with its CA), else nothing to check."""
+    return str(config.agent.tls_cert) if config.agent.tls_cert is not None else True
+
+
 def loopback_url(host: str, port: int, *, tls: bool = False) -> str:
     """The URL a local client uses for a listener on ``host`` (wildcards mean loopback)."""
     if host in ("", "0.0.0.0"):  # noqa: S104 - naming the wildcard, not binding it
@@ -56,11 +62,14 @@ def loopback_url(host: str, port: int, *, tls: bool = False) -> str:
 
 
 class AgentClient:
-    def __init__(self, url: str, token: str, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 15.0, verify: str | bool = True
+    ) -> None:
         self.url = url.rstrip("/")
         self._token = token
         self.timeout = timeout
         self._session = requests.Session()
+        self._session.verify = verify
         # The agent is local: never send its token through HTTP(S)_PROXY from the environment.
         self._session.trust_env = False
 

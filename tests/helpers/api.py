@@ -1,4 +1,8 @@
-"""The agent's HTTP API on a real socket over a real SQLite store, and raw HTTP clients."""
+"""The agent's HTTP API on a real socket over a real SQLite store, and raw HTTP clients.
+
+Fixtures (registered by tests/conftest.py): ``api``, a running :class:`Harness`;
+``log_stream``, the log events as JSON lines.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from entragate.api import ApiServer
 from entragate.config import AclConfig, AgentConfig, Config
@@ -114,6 +120,18 @@ def running(tmp_path: Path, **kw: Any) -> Iterator[Harness]:
         yield harness
     finally:
         harness.close()
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    with captured_logs() as stream:
+        yield stream
+
+
+@pytest.fixture
+def api(tmp_path: Path, log_stream: io.StringIO) -> Iterator[Harness]:
+    with running(tmp_path) as harness:
+        yield harness
 
 
 def raw_exchange(port: int, request: bytes, *, wait: float = 5.0) -> bytes:

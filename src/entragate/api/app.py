@@ -57,9 +57,7 @@ def create_app(api: ApiContext) -> App:
         "/v1/openapi.json",
         summary="This document",
         response_class=JsonResponse,
-        responses=models.responses(
-            (200, None, "OpenAPI 3.1"), e401=models.COMMON_ERRORS["e401"]
-        ),
+        responses=models.responses((200, None, "OpenAPI 3.1"), models.UNAUTHORIZED),
     )
     async def openapi(api: Context) -> JsonResponse:
         if app.openapi_schema is None:

@@ -27,9 +27,13 @@ class ApiContext:
     body_timeout: float
 
 
-async def _context(request: Request) -> ApiContext:
+def context_of(request: Request) -> ApiContext:
     context: ApiContext = request.app.state.api
     return context
+
+
+async def _context(request: Request) -> ApiContext:  # async: no thread for a lookup
+    return context_of(request)
 
 
 Context = Annotated[ApiContext, Depends(_context)]

@@ -23,7 +23,7 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-_CLOSE = (b"Connection", b"close")
+_CLOSE = (b"connection", b"close")
 
 
 def _announces_body(headers: list[tuple[bytes, bytes]]) -> bool:

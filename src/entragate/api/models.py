@@ -7,6 +7,7 @@ keeps their fields equal to the parser's) and what the routes answer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -98,34 +99,36 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def responses(
-    ok: tuple[int, type[BaseModel] | None, str] | None = None, **errors: str
+    ok: tuple[int, type[BaseModel] | None, str] | None, errors: Mapping[int, str]
 ) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` of a route: its success, then ``e401="…"`` style error lines."""
+    """The ``responses`` of a route: its success (status, model, description), then its
+    errors (status: description), all of them :class:`Error` bodies."""
     out: dict[int | str, dict[str, Any]] = {}
     if ok is not None:
         status, model, description = ok
         out[status] = {"description": description}
         if model is not None:
             out[status]["model"] = model
-    for key, description in errors.items():
-        out[int(key.removeprefix("e"))] = {"model": Error, "description": description}
+    for status, description in errors.items():
+        out[status] = {"model": Error, "description": description}
     return out
 
 
 BODY_ERRORS = {
-    "e400": "Malformed JSON, not UTF-8, NaN/Infinity or nested too deeply (`malformed_json`), "
+    400: "Malformed JSON, not UTF-8, NaN/Infinity or nested too deeply (`malformed_json`), "
     "a body that ended early or too slowly (`incomplete_body`), a body that is not an object, "
     "has unknown, repeated or missing fields, or a field of the wrong type or format "
     "(`invalid_request`, `invalid_ttl`, `invalid_user`, `invalid_acl`, `invalid_ip`)",
-    "e411": "No body (`length_required`)",
-    "e413": "Body larger than 64 KiB (`body_too_large`)",
-    "e415": "Body not sent as application/json (`unsupported_media_type`)",
-    "e422": "Input refused, nothing stored: `invalid_ip`, `zone_id`, `forbidden_range`, "
+    411: "No body (`length_required`)",
+    413: "Body larger than 64 KiB (`body_too_large`)",
+    415: "Body not sent as application/json (`unsupported_media_type`)",
+    422: "Input refused, nothing stored: `invalid_ip`, `zone_id`, `forbidden_range`, "
     "`prefix_too_short`, `host_bits_set`, `invalid_ttl`, `ttl_too_long`, `invalid_user`, "
     "`invalid_acl`, `unknown_acl`",
 }
+UNAUTHORIZED = {401: "Missing or wrong bearer token (`unauthorized`)"}
 COMMON_ERRORS = {
-    "e401": "Missing or wrong bearer token (`unauthorized`)",
-    "e503": "The grant store is unavailable (`store_unavailable`), or too many requests at "
+    **UNAUTHORIZED,
+    503: "The grant store is unavailable (`store_unavailable`), or too many requests at "
     "once (`overloaded`)",
 }

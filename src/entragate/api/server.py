@@ -39,7 +39,6 @@ KEEP_ALIVE = 5
 GRACEFUL_STOP = 5
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 10.0
-MAX_HEADER_BYTES = 16 * 1024
 
 
 class _ToAuditLog(logging.Handler):
@@ -141,7 +140,6 @@ class ApiServer:
             backlog=BACKLOG,
             timeout_keep_alive=KEEP_ALIVE,
             timeout_graceful_shutdown=GRACEFUL_STOP,
-            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
             ssl_certfile=str(self.config.agent.tls_cert) if self.tls else None,
             ssl_keyfile=str(self.config.agent.tls_key) if self.tls else None,
         )
@@ -180,7 +178,9 @@ class ApiServer:
                 family = socket.AF_INET6
         except ValueError:
             pass
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto=TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and
+        # without it Nagle holds each answer's body for the client's delayed ACK (~40 ms)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.requested_port))

@@ -61,12 +61,12 @@ class Backend:
 
 def open_backend(config: Config) -> Backend:
     """The agent when it answers and a token is available, else the store directly."""
-    from entragate.agent_client import AgentClient, agent_url
+    from entragate.agent_client import AgentClient, agent_url, agent_verify
     from entragate.api import find_api_token
 
     token = find_api_token(config)
     url = agent_url(config)
-    client = AgentClient(url, token or "")
+    client = AgentClient(url, token or "", verify=agent_verify(config))
     agent_up = client.reachable()  # /healthz needs no token
     if token and agent_up:
         return Backend("agent", url, client=client)

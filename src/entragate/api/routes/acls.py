@@ -21,10 +21,12 @@ router = APIRouter()
     dependencies=[Depends(no_body)],
     responses=models.responses(
         (200, models.Ended, "How many grants ended"),
-        e404="Unknown ACL (`unknown_acl`)",
-        e413="Body larger than 64 KiB (`body_too_large`)",
-        e422="Malformed ACL name (`invalid_acl`)",
-        **models.COMMON_ERRORS,
+        {
+            404: "Unknown ACL (`unknown_acl`)",
+            413: models.BODY_ERRORS[413],
+            422: "Malformed ACL name (`invalid_acl`)",
+            **models.COMMON_ERRORS,
+        },
     ),
 )
 def flush(api: Context, acl: str) -> JsonResponse:

@@ -15,7 +15,7 @@ router = APIRouter()
     "/healthz",
     summary="Liveness (no authentication)",
     response_class=JsonResponse,
-    responses=models.responses((200, models.Health, "The process answers")),
+    responses=models.responses((200, models.Health, "The process answers"), {}),
 )
 async def healthz() -> JsonResponse:
     return JsonResponse({"ok": True})
@@ -25,9 +25,7 @@ async def healthz() -> JsonResponse:
     "/readyz",
     summary="Readiness: the remote named locations have been read once (no authentication)",
     response_class=JsonResponse,
-    responses=models.responses(
-        (200, models.Ready, "Ready"), e503="Not ready yet (`not_ready`)"
-    ),
+    responses=models.responses((200, models.Ready, "Ready"), {503: "Not ready yet (`not_ready`)"}),
 )
 def readyz(api: Context) -> JsonResponse:  # ready() may ask the store: a thread
     if not api.ready():

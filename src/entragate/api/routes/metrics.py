@@ -23,7 +23,7 @@ router = APIRouter()
             "description": "Prometheus text exposition",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         },
-        **models.responses(e401=models.COMMON_ERRORS["e401"]),
+        **models.responses(None, models.UNAUTHORIZED),
     },
 )
 def metrics(api: Context) -> Response:

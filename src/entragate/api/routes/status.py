@@ -16,7 +16,7 @@ router = APIRouter()
     summary="Per ACL and location: ranges desired and applied, last sync, last error code, "
     "throttled until",
     response_class=JsonResponse,
-    responses=models.responses((200, None, "Agent status"), **models.COMMON_ERRORS),
+    responses=models.responses((200, None, "Agent status"), models.COMMON_ERRORS),
 )
 def status(api: Context) -> JsonResponse:
     return JsonResponse(api.status())
