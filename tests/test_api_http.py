@@ -464,19 +464,19 @@ def test_tls_serves_the_api_and_refuses_plain_http(tmp_path: Path, log_stream: i
             response = session.post(
                 f"{api.server.url}/v1/grants",
                 json={"acl": "staff", "ip": V4, "user": "a", "ttl": 60},
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers={"Authorization": f"Bearer {TOKEN}", "Connection": "close"},
                 verify=str(ca),
                 timeout=10,
             )
             assert response.status_code == 201, response.text
             doc = session.get(
                 f"{api.server.url}/v1/openapi.json",
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers={"Authorization": f"Bearer {TOKEN}", "Connection": "close"},
                 verify=str(ca),
                 timeout=10,
             ).json()
             assert doc["servers"] == [{"url": api.server.url}]
-        plain = raw_exchange(api.server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        plain = raw_exchange(api.server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", wait=1)
         assert not plain.startswith(b"HTTP/1.1 200")
 
 
