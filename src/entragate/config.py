@@ -6,6 +6,7 @@ file sees every mistake in one run (``ConfigError.problems``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -109,6 +110,8 @@ class AgentConfig:
     max_ttl: int = 7 * 86400
     script_ttl: int = 12 * 3600
     placeholder: str = "192.0.2.255/32"
+    tls_cert: Path | None = None  # PEM; required when listen is not a loopback address
+    tls_key: Path | None = None
 
     @property
     def listen_host(self) -> str:
@@ -189,6 +192,8 @@ _AGENT_KEYS = (
     "max_ttl",
     "script_ttl",
     "placeholder",
+    "tls_cert",
+    "tls_key",
 )
 _ACL_KEYS = ("location", "trusted", "create", "static", "max_ranges", "max_locations")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -386,10 +391,13 @@ def load_config(
         ),
         placeholder=as_str("agent.placeholder", agent_raw.get("placeholder"))
         or AgentConfig.placeholder,
+        tls_cert=as_path("agent.tls_cert", agent_raw.get("tls_cert")),
+        tls_key=as_path("agent.tls_key", agent_raw.get("tls_key")),
     )
     host, sep, port = agent.listen.rpartition(":")
     if not sep or not port.isdigit():
         problems.append(f"agent.listen {agent.listen!r} is not HOST:PORT")
+    problems.extend(tls_problems(agent))
     if not agent.store.startswith(("sqlite:", "postgresql://", "postgres://")):
         problems.append(f"agent.store {agent.store!r} must start with sqlite:/// or postgresql://")
 
@@ -448,6 +456,45 @@ def load_config(
         agent=agent,
         source=source,
     )
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1); wildcards are not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_problems(agent: AgentConfig) -> list[str]:
+    """The API carries the bearer token: beyond loopback it is served over TLS only."""
+    cert, key = agent.tls_cert, agent.tls_key
+    if cert is None and key is None:
+        if agent.listen.rpartition(":")[1] and not is_loopback(agent.listen_host):
+            return [
+                f"agent.listen {agent.listen!r} is not a loopback address: set agent.tls_cert "
+                "and agent.tls_key to serve the API over TLS there, or listen on 127.0.0.1"
+            ]
+        return []
+    if cert is None or key is None:
+        return ["agent.tls_cert and agent.tls_key go together: set both, or neither"]
+    problems = []
+    for name, path in (("agent.tls_cert", cert), ("agent.tls_key", key)):
+        if not os.access(path, os.R_OK) or not path.is_file():
+            problems.append(f"{name} {path} does not exist or is not a readable file")
+    if problems:
+        return problems
+    if key.stat().st_mode & 0o004:
+        return [f"agent.tls_key {key} is readable by every user; fix: chmod 600 {key}"]
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        return [f"agent.tls_cert {cert} with agent.tls_key {key} cannot be used: {exc}"]
+    return []
 
 
 def looks_like_secret_id(secret: Secret | None) -> bool:
