@@ -57,7 +57,7 @@ def bench_config(emu: Emulator, app: Any, workdir: Path) -> Config:
         acls={"staff": AclConfig(name="staff", location=LOCATION)},
         agent=AgentConfig(
             listen="127.0.0.1:0",
-            api_token=Secret("bench-token-0123456789abcdef"),
+            api_token=Secret("bench-token-Mw5Qs8Dk1Vz3Yr7Lh2Bn6Tc"),
             store=f"sqlite:///{workdir / 'grants.db'}",
             rate=1.0,
             verify_interval=3600.0,

@@ -29,15 +29,15 @@ def test_token_sources(tmp_path: Path) -> None:
     assert load_or_create_api_token(config) == token  # stable across restarts
     assert find_api_token(config) == token
 
-    explicit = replace(config, agent=replace(config.agent, api_token=Secret(" given ")))
-    assert load_or_create_api_token(explicit) == "given"
+    explicit = replace(config, agent=replace(config.agent, api_token=Secret(" given-Xk4Rz7Qm2Wv9Lt5Hc8Bn3Jp6Fs ")))
+    assert load_or_create_api_token(explicit) == "given-Xk4Rz7Qm2Wv9Lt5Hc8Bn3Jp6Fs"
 
     other = tmp_path / "etc" / "token"
     other.parent.mkdir()
-    other.write_text("from-file\n")
+    other.write_text("from-file-Qa8Zt3Lk6Wd1Ry9Vm4Hs7Nc\n")
     other.chmod(0o600)
     from_file = replace(config, agent=replace(config.agent, api_token_file=other))
-    assert load_or_create_api_token(from_file) == "from-file"
+    assert load_or_create_api_token(from_file) == "from-file-Qa8Zt3Lk6Wd1Ry9Vm4Hs7Nc"
 
     pg = replace(config, agent=replace(config.agent, store="postgresql://u:p@db/entragate"))
     assert default_token_path(pg) == Path("/var/lib/entragate/api-token")
@@ -113,11 +113,11 @@ def test_group_readable_token_file_is_used_with_a_warning(
 ) -> None:
     config = make_api_config(tmp_path)
     path = tmp_path / "api-token"
-    path.write_text("shared-with-group\n")
+    path.write_text("shared-with-group-Tz5Kc8Wq1Lm4Xr7Hv2Nb\n")
     path.chmod(0o640)
-    assert load_or_create_api_token(config) == "shared-with-group"
+    assert load_or_create_api_token(config) == "shared-with-group-Tz5Kc8Wq1Lm4Xr7Hv2Nb"
     assert "api.token_file_permissive" in log_stream.getvalue()
-    assert "shared-with-group" not in log_stream.getvalue()
+    assert "shared-with-group-Tz5Kc8Wq1Lm4Xr7Hv2Nb" not in log_stream.getvalue()
 
 
 def test_unreadable_token_file_is_a_configuration_error(tmp_path: Path) -> None:

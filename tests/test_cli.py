@@ -25,7 +25,7 @@ from entragate.metrics import Metrics
 from entragate.service import GrantService
 from tests.helpers.servers import free_port
 
-TOKEN = "cli-token-" + "y" * 32
+TOKEN = "cli-token-Ys4Gd9Kq2Xv7Bn1Rm6Tc3Lw8Hp5Zf0Aj"
 V4 = "81.2.69.142"
 V4_OTHER = "81.2.69.160"
 V6 = "2a00:1450:4001:80b::200e"

@@ -19,6 +19,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+from entragate.api.token import new_api_token
 from entragate.config import AclConfig, AgentConfig, Config, ConnectTo, Secret
 from entragate.errors import EntraError
 from entragate.logs import configure_logging
@@ -49,7 +50,7 @@ def demo_config(emu: Any, app: Any, workdir: Path, **overrides: Any) -> Config:
         "acls": {"staff": AclConfig(name="staff", location=LOCATION)},
         "agent": AgentConfig(
             listen="127.0.0.1:0",
-            api_token=Secret("demo-token-not-secret-outside-this-demo"),
+            api_token=Secret(new_api_token()),  # a fresh one each run, like a real agent's
             store=f"sqlite:///{workdir / 'grants.db'}",
             rate=1.0,
             verify_interval=4.0,

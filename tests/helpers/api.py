@@ -25,7 +25,7 @@ from entragate.logs import configure_logging
 from entragate.metrics import Metrics
 from entragate.service import GrantService
 
-TOKEN = "t0ken-" + "x" * 40
+TOKEN = "t0ken-Vq3Lr8Zs1Kc6Xw9Nh2Pb5Tj7Md4Gf0Ya"  # strong enough for the agent to accept
 V4 = "81.2.69.142"
 V6 = "2a00:1450:4001:80b::200e"
 GRANT = {"acl": "staff", "ip": V4, "user": "alice", "ttl": 60}

@@ -12,7 +12,7 @@ import requests
 from entragate.emulator import Emulator
 from tests.helpers.sync import LOCATION
 
-TOKEN = "crash-test-token-0123456789abcdef"
+TOKEN = "crash-test-token-Fh6Tn1Qy8Ub3Re5Wm0Zk"
 
 
 def write_config(

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from entragate import __version__
-from entragate.cli import agent, explain, grants, script, status, tools
+from entragate.cli import agent, explain, grants, script, status, token, tools
 from entragate.cli.base import CONTEXT_SETTINGS, LazyGroup
 
 __all__ = ["main"]
@@ -67,5 +67,6 @@ for _command in (
     agent.sync,
     tools.emulator,
     tools.demo,
+    token.token,
 ):
     main.add_command(_command)
