@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from entragate.config_keys import did_you_mean, table_keys
+
 DEFAULT_PATHS = (Path("/etc/entragate/config.toml"), Path("entragate.toml"))
 
 
@@ -163,34 +165,10 @@ class ConfigError(Exception):
         super().__init__(f"invalid configuration{where}:\n  " + "\n  ".join(problems))
 
 
-_SIMPLE_KEYS = (
-    "tenant_id",
-    "client_id",
-    "client_secret",
-    "client_secret_file",
-    "client_certificate",
-    "client_certificate_password",
-    "cloud",
-    "login_host",
-    "graph_host",
-    "ca_bundle",
-    "expected_roots",
-    "proxy",
-    "connect_to",
-    "timeout",
-)
-_AGENT_KEYS = (
-    "listen",
-    "api_token",
-    "api_token_file",
-    "store",
-    "rate",
-    "verify_interval",
-    "max_ttl",
-    "script_ttl",
-    "placeholder",
-)
-_ACL_KEYS = ("location", "trusted", "create", "static", "max_ranges", "max_locations")
+# The known keys of each table come from the one table of keys (config_keys.KEYS).
+_SIMPLE_KEYS = table_keys("")
+_AGENT_KEYS = table_keys("agent")
+_ACL_KEYS = table_keys("acl")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
@@ -238,10 +216,10 @@ def load_config(
     known_top = set(_SIMPLE_KEYS) | {"agent", "acl"}
     for key in raw:
         if key not in known_top:
-            problems.append(f"unknown key {key!r}")
+            problems.append(f"unknown key {key!r}{did_you_mean(key, '')}")
     for key in agent_raw:
         if key not in _AGENT_KEYS:
-            problems.append(f"unknown key agent.{key!r}")
+            problems.append(f"unknown key agent.{key}{did_you_mean(key, 'agent')}")
 
     ca_bundle_origin = "ca_bundle" if "ca_bundle" in top else None
     for key in _SIMPLE_KEYS:
@@ -401,7 +379,7 @@ def load_config(
             continue
         for key in table:
             if key not in _ACL_KEYS:
-                problems.append(f"unknown key acl.{name}.{key}")
+                problems.append(f"unknown key acl.{name}.{key}{did_you_mean(key, 'acl')}")
         static = table.get("static", [])
         if isinstance(static, str):
             static = [s for s in re.split(r"[,\s]+", static) if s]
