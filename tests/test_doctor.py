@@ -1,8 +1,9 @@
 """``entragate doctor`` end to end: real TLS on loopback against the emulated tenant.
 
-Every SPEC 6 cause id and every non-TLS error code is produced by a real fault
-(emulator TLS scenario, emulator fault, proxy, broken bundle or configuration)
-and the report is checked for its top-level code, cause ids, vendor and a fix.
+Every cause id the doctor names (docs/design.md#doctor) and every non-TLS error
+code is produced by a real fault (emulator TLS scenario, emulator fault, proxy,
+broken bundle or configuration) and the report is checked for its top-level
+code, cause ids, vendor and a fix.
 """
 
 from __future__ import annotations

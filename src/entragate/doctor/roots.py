@@ -1,4 +1,4 @@
-"""Microsoft's TLS roots, recognised by key (SPEC section 1).
+"""Microsoft's TLS roots, recognised by key (docs/design.md#doctor).
 
 The endpoints entragate talks to (login.microsoftonline.*, graph.microsoft.* …)
 chain to a small set of public roots.  Intermediates rotate, so the doctor

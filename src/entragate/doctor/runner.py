@@ -1,4 +1,4 @@
-"""Run every doctor check with the agent's exact configuration (SPEC section 6).
+"""Run every doctor check with the agent's exact configuration (docs/design.md#doctor).
 
 Independent work runs concurrently: one probe per Microsoft host (proxy, DNS,
 TCP, verified TLS, Date), the trust-store inspection and the token request.
@@ -10,6 +10,7 @@ daemon threads (they end by themselves at their own socket timeouts).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -17,14 +18,37 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from entragate.config import Config
-from entragate.doctor import checks as C
-from entragate.doctor.checks import CHECK_IDS, FAIL, SKIP, CheckResult, HostProbe
+from entragate.doctor.causes import Cause
+from entragate.doctor.checks import (
+    CHECK_IDS,
+    FAIL,
+    SKIP,
+    CheckResult,
+    HostProbe,
+    check_clock,
+    check_config,
+    check_dns,
+    check_locations,
+    check_permissions,
+    check_proxy,
+    check_tcp,
+    check_throttling,
+    check_tls,
+    check_truststore,
+    graph_error_result,
+    load_expected_roots,
+    probe_host,
+    token_result,
+)
 from entragate.doctor.osfix import OsInfo, read_os_release
 from entragate.doctor.truststore import TrustStoreReport, inspect_trust
 from entragate.errors import Code, EntraError, Throttled, classify_exception
+
+if TYPE_CHECKING:
+    from entragate.transport import EntraSession
 
 T = TypeVar("T")
 
@@ -97,9 +121,17 @@ def _skip(check_id: str, why: str) -> CheckResult:
     return CheckResult(check_id, SKIP, why)
 
 
+#: The checks of the path to a host; the first that failed explains a later skip.
+_PATH_CHECKS = ("proxy", "dns", "tcp", "tls")
+
+
+def _failed_path_check(results: Mapping[str, CheckResult]) -> str | None:
+    return next((c for c in _PATH_CHECKS if results[c].status == FAIL), None)
+
+
 def config_error_report(problems: list[str], source: str | None) -> Report:
     """A report for a configuration that cannot even be loaded."""
-    cause_list = [C.Cause("config_invalid", p) for p in problems]
+    cause_list = [Cause("config_invalid", p) for p in problems]
     first = CheckResult(
         "config",
         FAIL,
@@ -119,20 +151,20 @@ def run_doctor(
     *,
     now: Callable[[], datetime] | None = None,
 ) -> Report:
-    """Every check, in SPEC order, bounded by ``config.timeout`` + a small margin."""
+    """Every check, in the order of CHECK_IDS, bounded by ``config.timeout`` + a small margin."""
     from entragate.transport import new_session
 
     started = time.monotonic()
     clock = now or (lambda: datetime.now(UTC))
-    env_map = C.env_snapshot(env)
+    env_map = dict(os.environ if env is None else env)
     timeout = float(config.timeout)
     deadline = started + timeout + DEADLINE_MARGIN
     os_info = read_os_release(os_release_path)
-    expected_roots, expected_error = C.load_expected_roots(config)
+    expected_roots, expected_error = load_expected_roots(config)
     hosts = list(dict.fromkeys([config.login_host, config.graph_host]))
 
     results: dict[str, CheckResult] = {}
-    results["config"] = C.check_config(config, now=clock(), expected_roots_error=expected_error)
+    results["config"] = check_config(config, now=clock(), expected_roots_error=expected_error)
 
     session = new_session(config, env_map)
     trust_source = session.trust
@@ -141,7 +173,7 @@ def run_doctor(
     # --- independent work, concurrently
     probe_futures = {
         host: pool.submit(
-            lambda h=host: C.probe_host(config, env_map, h, session.ssl_context, timeout=timeout),  # type: ignore[misc]
+            lambda h=host: probe_host(config, env_map, h, session.ssl_context, timeout=timeout),  # type: ignore[misc]
             f"probe-{host}",
         )
         for host in hosts
@@ -152,69 +184,24 @@ def run_doctor(
         ),
         "truststore",
     )
-    has_credential = bool(config.tenant_id and config.client_id) and (
-        config.client_secret is not None or config.client_certificate is not None
-    )
-    # Token, then one Graph read, on their own thread as soon as possible: the token
-    # only ever goes to the token endpoint over the agent's verified TLS.
     graph: dict[str, Any] = {}
-    graph_future: Future[None] | None = None
-    if has_credential:
-        from entragate.graph.client import GraphClient
-        from entragate.graph.identity import TokenProvider
-
-        tokens = TokenProvider(config, session)
-        client = GraphClient(config, session, tokens)
-
-        def graph_job() -> None:
-            try:
-                graph["token"] = tokens.access_token()
-            except BaseException as exc:  # noqa: BLE001 - reported by the token check
-                graph["token_error"] = exc
-                return
-            graph["list_started"] = True
-            for attempt in range(2):
-                try:
-                    graph["locations"] = client.list_locations()
-                    graph.pop("list_error", None)
-                    return
-                except Throttled as exc:
-                    # The tenant's ~1 request/s is shared by every app: one 429 is ordinary,
-                    # so the doctor reports throttling only when it persists.
-                    graph["list_error"] = exc
-                    if attempt == 0 and deadline - time.monotonic() > 2.0:
-                        time.sleep(1.5)
-                        continue
-                    return
-                except BaseException as exc:  # noqa: BLE001 - reported by the locations check
-                    graph["list_error"] = exc
-                    return
-
-        graph_future = pool.submit(graph_job, "graph")
+    graph_future = _start_graph(config, session, pool, graph, deadline)
 
     # --- probes
-    probes: list[HostProbe] = []
-    for host, fut in probe_futures.items():
-        probe, error, timed_out = _wait(fut, deadline)
-        if probe is not None:
-            probes.append(probe)
-            continue
-        p = HostProbe(host=host, stage="tcp", timed_out=timed_out, error=error or TimeoutError("doctor deadline"))
-        p.entra = classify_exception(p.error or TimeoutError(), host=host, operation="doctor probe")
-        probes.append(p)
+    probes = [_probe_result(host, fut, deadline) for host, fut in probe_futures.items()]
     trust_value, trust_error, _ = _wait(trust_future, deadline)
     trust = trust_value or inspect_trust(None, None, "system", expected_roots=expected_roots)
     if trust_error is not None:  # pragma: no cover - inspect_trust does not raise
         trust.problem = f"inspection failed: {trust_error}"
 
-    results["proxy"] = C.check_proxy(probes, hosts)
-    results["dns"] = C.check_dns(probes)
-    results["tcp"] = C.check_tcp(probes)
-    results["tls"] = C.check_tls(
+    results["proxy"] = check_proxy(probes, hosts)
+    results["dns"] = check_dns(probes)
+    results["tcp"] = check_tcp(probes)
+    results["tls"] = check_tls(
         probes, trust=trust, expected_roots=expected_roots, os_info=os_info, hosts=hosts, now=clock()
     )
-    results["clock"] = C.check_clock(probes, os_info=os_info, tls=results["tls"])
-    results["truststore"] = C.check_truststore(trust, env=env_map, os_info=os_info, tls=results["tls"])
+    results["clock"] = check_clock(probes, os_info=os_info, tls=results["tls"])
+    results["truststore"] = check_truststore(trust, env=env_map, os_info=os_info, tls=results["tls"])
 
     # --- token
     if graph_future is not None:
@@ -222,67 +209,12 @@ def run_doctor(
     graph = dict(graph)  # a snapshot: an abandoned job may still write to the original
     login_probe = next((p for p in probes if p.host == config.login_host), None)
     login_ok = login_probe is not None and login_probe.verified
-    access_token: str | None = graph.get("token")
-    if graph_future is None:
-        results["token"] = _skip("token", "not attempted: tenant_id, client_id or a credential is missing (see config)")
-    elif access_token is not None:
-        results["token"] = C.token_result(
-            None, host=config.login_host, timed_out=False, timeout=timeout, os_info=os_info
-        )
-    elif not login_ok:
-        failed = next((c for c in ("proxy", "dns", "tcp", "tls") if results[c].status == FAIL), "tls")
-        results["token"] = _skip("token", f"not attempted: {config.login_host} is unreachable (see {failed})")
-    elif "token_error" in graph:
-        error = graph["token_error"]
-        err = error if isinstance(error, EntraError) else classify_exception(
-            error, host=config.login_host, operation="token request"
-        )
-        results["token"] = C.token_result(
-            err, host=config.login_host, timed_out=False, timeout=timeout, os_info=os_info
-        )
-    else:
-        results["token"] = C.token_result(
-            None, host=config.login_host, timed_out=True, timeout=timeout, os_info=os_info
-        )
+    results["token"] = _token_check(
+        config, graph, attempted=graph_future is not None, login_ok=login_ok, results=results, os_info=os_info
+    )
 
     # --- permissions, locations, throttling
-    graph_error: EntraError | None = None
-    if access_token is None:
-        results["permissions"] = _skip("permissions", "no access token (see token)")
-        results["locations"] = _skip("locations", "no access token (see token)")
-        results["throttling"] = _skip("throttling", "no Graph request was made (see token)")
-    else:
-        results["permissions"] = C.check_permissions(access_token)
-        if "locations" in graph:
-            results["locations"] = C.check_locations(config, graph["locations"])
-        else:
-            if "list_error" in graph:
-                error = graph["list_error"]
-                graph_error = error if isinstance(error, EntraError) else classify_exception(
-                    error, host=config.graph_host, operation="list named locations"
-                )
-            else:
-                graph_error = classify_exception(
-                    TimeoutError("doctor deadline"), host=config.graph_host, operation="list named locations"
-                )
-            if graph_error.code == Code.ENTRA002:
-                if results["permissions"].status != FAIL:
-                    results["permissions"] = C.graph_error_result(
-                        "permissions", graph_error, host=config.graph_host
-                    )
-                results["locations"] = _skip("locations", "Graph refused the read (see permissions)")
-            elif graph_error.code == Code.ENTRA005:
-                results["locations"] = _skip("locations", "Graph throttled the read (see throttling)")
-            elif graph_error.code in (Code.ENTRA000, Code.ENTRA003, Code.ENTRA009) and any(
-                results[c].status == FAIL for c in ("proxy", "dns", "tcp", "tls")
-            ):
-                failed = next(c for c in ("proxy", "dns", "tcp", "tls") if results[c].status == FAIL)
-                results["locations"] = _skip("locations", f"{config.graph_host} is unreachable (see {failed})")
-            else:
-                results["locations"] = C.graph_error_result("locations", graph_error, host=config.graph_host)
-        results["throttling"] = C.check_throttling(config, graph_error, 1)
-        if graph_error is not None and graph_error.code != Code.ENTRA005:
-            results["throttling"] = _skip("throttling", "the Graph read failed (see locations)")
+    results.update(_graph_checks(config, graph, results))
 
     report = Report(
         [results[cid] for cid in CHECK_IDS],
@@ -293,3 +225,127 @@ def run_doctor(
     report.extra["trust"] = trust.to_json()
     report.extra["hosts"] = hosts
     return report
+
+
+def _start_graph(
+    config: Config, session: EntraSession, pool: _DaemonPool, graph: dict[str, Any], deadline: float
+) -> Future[None] | None:
+    """Token, then one Graph read, on their own thread, writing what happened into ``graph``;
+    None when the configuration lacks what a token request needs.
+
+    The token only ever goes to the token endpoint over the agent's verified TLS.
+    """
+    has_credential = bool(config.tenant_id and config.client_id) and (
+        config.client_secret is not None or config.client_certificate is not None
+    )
+    if not has_credential:
+        return None
+    from entragate.graph.client import GraphClient
+    from entragate.graph.identity import TokenProvider
+
+    tokens = TokenProvider(config, session)
+    client = GraphClient(config, session, tokens)
+
+    def graph_job() -> None:
+        try:
+            graph["token"] = tokens.access_token()
+        except BaseException as exc:  # noqa: BLE001 - reported by the token check
+            graph["token_error"] = exc
+            return
+        graph["list_started"] = True
+        for attempt in range(2):
+            try:
+                graph["locations"] = client.list_locations()
+                graph.pop("list_error", None)
+                return
+            except Throttled as exc:
+                # The tenant's ~1 request/s is shared by every app: one 429 is ordinary,
+                # so the doctor reports throttling only when it persists.
+                graph["list_error"] = exc
+                if attempt == 0 and deadline - time.monotonic() > 2.0:
+                    time.sleep(1.5)
+                    continue
+                return
+            except BaseException as exc:  # noqa: BLE001 - reported by the locations check
+                graph["list_error"] = exc
+                return
+
+    return pool.submit(graph_job, "graph")
+
+
+def _probe_result(host: str, future: Future[HostProbe], deadline: float) -> HostProbe:
+    """The probe of ``host``, or a failed one when it raised or outran the deadline."""
+    probe, error, timed_out = _wait(future, deadline)
+    if probe is not None:
+        return probe
+    p = HostProbe(host=host, stage="tcp", timed_out=timed_out, error=error or TimeoutError("doctor deadline"))
+    p.entra = classify_exception(p.error or TimeoutError(), host=host, operation="doctor probe")
+    return p
+
+
+def _token_check(
+    config: Config,
+    graph: Mapping[str, Any],
+    *,
+    attempted: bool,
+    login_ok: bool,
+    results: Mapping[str, CheckResult],
+    os_info: OsInfo,
+) -> CheckResult:
+    timeout = float(config.timeout)
+    if not attempted:
+        return _skip("token", "not attempted: tenant_id, client_id or a credential is missing (see config)")
+    if graph.get("token") is not None:
+        return token_result(None, host=config.login_host, timed_out=False, timeout=timeout, os_info=os_info)
+    if not login_ok:
+        failed = _failed_path_check(results) or "tls"
+        return _skip("token", f"not attempted: {config.login_host} is unreachable (see {failed})")
+    if "token_error" in graph:
+        error = graph["token_error"]
+        err = error if isinstance(error, EntraError) else classify_exception(
+            error, host=config.login_host, operation="token request"
+        )
+        return token_result(err, host=config.login_host, timed_out=False, timeout=timeout, os_info=os_info)
+    return token_result(None, host=config.login_host, timed_out=True, timeout=timeout, os_info=os_info)
+
+
+def _graph_checks(
+    config: Config, graph: Mapping[str, Any], results: Mapping[str, CheckResult]
+) -> dict[str, CheckResult]:
+    """The permissions, locations and throttling results, from the token and the Graph read."""
+    access_token: str | None = graph.get("token")
+    if access_token is None:
+        return {
+            "permissions": _skip("permissions", "no access token (see token)"),
+            "locations": _skip("locations", "no access token (see token)"),
+            "throttling": _skip("throttling", "no Graph request was made (see token)"),
+        }
+    out = {"permissions": check_permissions(access_token)}
+    graph_error: EntraError | None = None
+    if "locations" in graph:
+        out["locations"] = check_locations(config, graph["locations"])
+    else:
+        if "list_error" in graph:
+            error = graph["list_error"]
+            graph_error = error if isinstance(error, EntraError) else classify_exception(
+                error, host=config.graph_host, operation="list named locations"
+            )
+        else:
+            graph_error = classify_exception(
+                TimeoutError("doctor deadline"), host=config.graph_host, operation="list named locations"
+            )
+        failed = _failed_path_check(results)
+        if graph_error.code == Code.ENTRA002:
+            if out["permissions"].status != FAIL:
+                out["permissions"] = graph_error_result("permissions", graph_error, host=config.graph_host)
+            out["locations"] = _skip("locations", "Graph refused the read (see permissions)")
+        elif graph_error.code == Code.ENTRA005:
+            out["locations"] = _skip("locations", "Graph throttled the read (see throttling)")
+        elif graph_error.code in (Code.ENTRA000, Code.ENTRA003, Code.ENTRA009) and failed is not None:
+            out["locations"] = _skip("locations", f"{config.graph_host} is unreachable (see {failed})")
+        else:
+            out["locations"] = graph_error_result("locations", graph_error, host=config.graph_host)
+    out["throttling"] = check_throttling(config, graph_error, 1)
+    if graph_error is not None and graph_error.code != Code.ENTRA005:
+        out["throttling"] = _skip("throttling", "the Graph read failed (see locations)")
+    return out

@@ -1,4 +1,4 @@
-"""Name the cause of a TLS verification failure (SPEC section 6).
+"""Name the cause of a TLS verification failure (docs/design.md#doctor).
 
 Input: the chain the server actually presented (captured without trusting
 it), the server's ``Date``, OpenSSL's ``verify_code`` for the failure, and a
@@ -6,27 +6,45 @@ report on the trust store the agent used.  Output: zero or more
 :class:`Cause` objects, most fundamental first.
 
 Decisions are made on keys, signatures, validity dates and ``verify_code``,
-never on the text of an error message.
+never on the text of an error message.  What one certificate says (names,
+validity, strict X.509) is read by :mod:`entragate.doctor.certinfo`; the cause
+ids and verify codes are catalogued in :mod:`entragate.doctor.causes`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
+from entragate.doctor.causes import (
+    CAUSE_IDS,
+    STRICT_CODES,
+    VERIFY_CODE_NAMES,
+    X509_V_ERR_CERT_HAS_EXPIRED,
+    X509_V_ERR_CERT_NOT_YET_VALID,
+    X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT,
+    X509_V_ERR_HOSTNAME_MISMATCH,
+    Cause,
+    human_seconds,
+    verify_code_name,
+)
+from entragate.doctor.certinfo import (
+    breaks_strict_rule,
+    display_name,
+    hostname_matches,
+    names_in,
+    organisations,
+    validity_problem,
+)
 from entragate.doctor.roots import (
     MICROSOFT_ROOTS,
     chain_path,
     is_publisher_root,
     is_self_signed,
     microsoft_root_for,
-    publisher_root_signing,
     signature_verifies,
     signed_by,
     spki_sha256,
@@ -35,224 +53,9 @@ from entragate.doctor.tlsprobe import Capture
 from entragate.doctor.truststore import TrustStoreReport
 from entragate.doctor.vendors import identify_vendor
 
-# OpenSSL verify codes (include/openssl/x509_vfy.h, OpenSSL 3.0).
-X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT = 2
-X509_V_ERR_CERT_NOT_YET_VALID = 9
-X509_V_ERR_CERT_HAS_EXPIRED = 10
-X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT = 18
-X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN = 19
-X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20
-X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21
-X509_V_ERR_HOSTNAME_MISMATCH = 62
-X509_V_ERR_MISSING_AUTHORITY_KEY_IDENTIFIER = 85
-X509_V_ERR_CA_BCONS_NOT_CRITICAL = 89
-X509_V_ERR_CA_CERT_MISSING_KEY_USAGE = 92
-
-#: X509_V_FLAG_X509_STRICT rejections the doctor reports as ``noncompliant_ca``.
-STRICT_CODES = frozenset(
-    {
-        X509_V_ERR_MISSING_AUTHORITY_KEY_IDENTIFIER,
-        X509_V_ERR_CA_BCONS_NOT_CRITICAL,
-        X509_V_ERR_CA_CERT_MISSING_KEY_USAGE,
-    }
-)
-
-VERIFY_CODE_NAMES: dict[int, str] = {
-    2: "unable to get issuer certificate",
-    7: "certificate signature failure",
-    9: "certificate is not yet valid",
-    10: "certificate has expired",
-    18: "self-signed certificate",
-    19: "self-signed certificate in certificate chain",
-    20: "unable to get local issuer certificate",
-    21: "unable to verify the first certificate",
-    26: "unsupported certificate purpose",
-    62: "hostname mismatch",
-    79: "invalid CA certificate",
-    85: "missing Authority Key Identifier",
-    89: "basic constraints of CA certificate not marked critical",
-    92: "CA certificate missing key usage",
-}
-
-#: Every cause id the TLS diagnosis can produce, in report order.
-CAUSE_IDS = (
-    "noncompliant_ca",
-    "clock_skew",
-    "tls_interception",
-    "self_signed",
-    "incomplete_chain",
-    "ca_bundle_missing",
-    "ca_bundle_corrupt",
-    "ca_bundle_lacks_root",
-    "hostname_mismatch",
-    "cert_expired",
-    "cert_not_yet_valid",
-)
-
 # Organisations of the publisher's roots and intermediates, used only to decide
 # whether a *missing* intermediate (no key to check) belongs to the publisher.
 _PUBLISHER_ORGS = re.compile(r"^(microsoft corporation|digicert,? inc\.?|baltimore)$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Cause:
-    """One named cause: ``id`` from SPEC 6, plain-words ``summary`` and, where they apply,
-    the ``issuer`` (subject of the CA at fault), the proxy ``vendor`` and ``skew_seconds``."""
-
-    id: str
-    summary: str
-    issuer: str | None = None
-    vendor: str | None = None
-    skew_seconds: int | None = None
-    details: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
-
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {
-            "id": self.id,
-            "summary": self.summary,
-            "issuer": self.issuer,
-            "vendor": self.vendor,
-            "skew_seconds": self.skew_seconds,
-        }
-        for key, value in self.details.items():
-            out.setdefault(key, value)
-        return out
-
-
-def display_name(name: x509.Name) -> str:
-    """``CN (O)`` or the RFC 4514 form when there is no CN."""
-    cns = _attr_values(name, NameOID.COMMON_NAME)
-    orgs = _attr_values(name, NameOID.ORGANIZATION_NAME)
-    if cns:
-        cn = cns[0]
-        if orgs and orgs[0] not in cn:
-            return f"{cn} ({orgs[0]})"
-        return cn
-    return name.rfc4514_string() or "(empty name)"
-
-
-def _attr_values(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
-    out = []
-    for attr in name.get_attributes_for_oid(oid):
-        value = attr.value
-        out.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
-    return out
-
-
-def _orgs(name: x509.Name) -> list[str]:
-    return _attr_values(name, NameOID.ORGANIZATION_NAME)
-
-
-# -- hostname -------------------------------------------------------------------------------
-
-
-def _dns_names(cert: x509.Certificate) -> list[str]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [str(n) for n in san.get_values_for_type(x509.DNSName)]
-
-
-def _ip_names(cert: x509.Certificate) -> list[str]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-
-
-def _dns_match(pattern: str, host: str) -> bool:
-    pattern = pattern.lower().rstrip(".")
-    host = host.lower().rstrip(".")
-    if pattern == host:
-        return True
-    if not pattern.startswith("*."):
-        return False
-    # A wildcard covers exactly one left-most label, never a bare suffix.
-    suffix = pattern[1:]
-    if not host.endswith(suffix):
-        return False
-    label = host[: -len(suffix)]
-    return bool(label) and "." not in label
-
-
-def names_in(cert: x509.Certificate) -> list[str]:
-    names = _dns_names(cert) + _ip_names(cert)
-    if names:
-        return names
-    return _attr_values(cert.subject, NameOID.COMMON_NAME)
-
-
-def hostname_matches(cert: x509.Certificate, host: str) -> bool:
-    """RFC 6125 matching on SAN (dNSName with one left-most wildcard label, iPAddress);
-    the subject CN is consulted only when the certificate has no SAN names (as OpenSSL does)."""
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        ip = None
-    if ip is not None:
-        return any(ipaddress.ip_address(v) == ip for v in _ip_names(cert))
-    dns = _dns_names(cert)
-    if dns:
-        return any(_dns_match(p, host) for p in dns)
-    if _ip_names(cert):
-        return False
-    return any(_dns_match(cn, host) for cn in _attr_values(cert.subject, NameOID.COMMON_NAME))
-
-
-# -- validity -------------------------------------------------------------------------------
-
-
-def _valid_at(cert: x509.Certificate, when: datetime) -> str | None:
-    """None when valid at ``when``, else "expired" or "not_yet_valid"."""
-    if when < cert.not_valid_before_utc:
-        return "not_yet_valid"
-    if when > cert.not_valid_after_utc:
-        return "expired"
-    return None
-
-
-def human_seconds(seconds: float) -> str:
-    """A duration for people: "45 s", "12 min", "3.5 h", "4.0 days"."""
-    s = abs(int(round(seconds)))
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} days"
-
-
-# -- strict X.509 --------------------------------------------------------------------------
-
-
-def _strict_violation(cert: x509.Certificate, code: int) -> bool:
-    exts = cert.extensions
-    try:
-        bc = exts.get_extension_for_class(x509.BasicConstraints)
-    except x509.ExtensionNotFound:
-        bc = None
-    is_ca = bool(bc is not None and bc.value.ca)
-    if code == X509_V_ERR_CA_BCONS_NOT_CRITICAL:
-        return is_ca and bc is not None and not bc.critical
-    if code == X509_V_ERR_CA_CERT_MISSING_KEY_USAGE:
-        try:
-            exts.get_extension_for_class(x509.KeyUsage)
-        except x509.ExtensionNotFound:
-            return is_ca
-        return False
-    if code == X509_V_ERR_MISSING_AUTHORITY_KEY_IDENTIFIER:
-        try:
-            exts.get_extension_for_class(x509.AuthorityKeyIdentifier)
-        except x509.ExtensionNotFound:
-            return not is_self_signed(cert)
-        return False
-    return False
-
-
-# -- diagnosis ------------------------------------------------------------------------------
 
 
 def _anchor(
@@ -279,10 +82,10 @@ def _looks_like_publisher(name: x509.Name, expected_roots: Sequence[x509.Certifi
     """Only for a *missing* issuer (no key to check): its organisation is the publisher's."""
     if identify_vendor(name) is not None:
         return False
-    orgs = _orgs(name)
+    orgs = organisations(name)
     if any(_PUBLISHER_ORGS.match(o.strip()) for o in orgs):
         return True
-    expected_orgs = {o.strip().lower() for r in expected_roots for o in _orgs(r.subject)}
+    expected_orgs = {o.strip().lower() for r in expected_roots for o in organisations(r.subject)}
     return any(o.strip().lower() in expected_orgs for o in orgs)
 
 
@@ -331,7 +134,7 @@ def diagnose(
         if issuer_in_store is not None:
             candidates.append(issuer_in_store)
         for cert in reversed(candidates):
-            if _strict_violation(cert, verify_code):
+            if breaks_strict_rule(cert, verify_code):
                 offender = cert
                 break
         ca = offender or (issuer_in_store or top)
@@ -353,10 +156,10 @@ def diagnose(
     # -- validity at both clocks -----------------------------------------------------------
     server_date = capture.server_date
     for cert in path:
-        local = _valid_at(cert, now)
+        local = validity_problem(cert, now)
         if local is None:
             continue
-        remote = _valid_at(cert, server_date) if server_date is not None else local
+        remote = validity_problem(cert, server_date) if server_date is not None else local
         label = display_name(cert.subject)
         if server_date is not None and remote is None:
             skew = int(round((server_date - now).total_seconds()))
@@ -529,12 +332,7 @@ def _bundle_corrupt(host: str, trust: TrustStoreReport) -> Cause:
     )
 
 
-def verify_code_name(code: int | None) -> str:
-    if code is None:
-        return "unknown"
-    return VERIFY_CODE_NAMES.get(code, f"verify code {code}")
-
-
+# Where the rest of the doctor (and its tests) have always imported these from.
 __all__ = [
     "CAUSE_IDS",
     "Cause",
@@ -542,6 +340,6 @@ __all__ = [
     "diagnose",
     "display_name",
     "hostname_matches",
-    "publisher_root_signing",
+    "human_seconds",
     "verify_code_name",
 ]

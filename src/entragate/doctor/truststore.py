@@ -1,4 +1,4 @@
-"""Inspect the trust store the agent actually uses (SPEC sections 3 and 6).
+"""Inspect the trust store the agent actually uses (docs/design.md#doctor).
 
 ``origin`` names the setting that selected it: ``ca_bundle`` (config file or
 ``ENTRAGATE_CA_BUNDLE``), ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``,
