@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from entragate.config_check import (
+    check_certificate,
+    check_listen,
+    check_secret_file,
+    check_trust_file,
+)
 from entragate.config_keys import did_you_mean, table_keys
 
 DEFAULT_PATHS = (Path("/etc/entragate/config.toml"), Path("entragate.toml"))
@@ -164,6 +170,16 @@ class ConfigError(Exception):
         where = f" in {source}" if source else ""
         super().__init__(f"invalid configuration{where}:\n  " + "\n  ".join(problems))
 
+    def lines(self) -> list[str]:
+        """One line per problem, each naming the file (the key starts the problem)."""
+        where = self.source or "(no file)"
+        return [f"entragate: {where}: {p}" for p in self.problems]
+
+    def report(self) -> list[str]:
+        """What a command prints: a heading, then :meth:`lines`."""
+        count = f"{len(self.problems)} problem" + ("s" if len(self.problems) != 1 else "")
+        return [f"entragate: configuration error ({count}):", *self.lines()]
+
 
 # The known keys of each table come from the one table of keys (config_keys.KEYS).
 _SIMPLE_KEYS = table_keys("")
@@ -183,6 +199,11 @@ def find_config_file(path: str | Path | None, env: Mapping[str, str]) -> Path | 
     return None
 
 
+def _configured_by_environment(env: Mapping[str, str]) -> bool:
+    """A container may configure everything through ``ENTRAGATE_*`` variables and no file."""
+    return bool(env.get("ENTRAGATE_TENANT_ID") or env.get("ENTRAGATE_ACLS"))
+
+
 def load_config(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -193,13 +214,22 @@ def load_config(
 
     ``require_credentials=False`` serves commands that work on the grant store
     alone (``grant`` without a running agent, ``list``) and the doctor, which
-    reports missing values as a check instead of refusing to start.
+    reports missing values as a check instead of refusing to start. It also skips
+    the checks of the files on the path to Microsoft (``ca_bundle``,
+    ``expected_roots``, ``client_certificate``): those commands do not use them, and
+    the doctor diagnoses them in more detail than one line can.
     """
     env = os.environ if env is None else env
     file_path = find_config_file(path, env)
     raw: dict[str, Any] = {}
     problems: list[str] = []
     source = str(file_path) if file_path else None
+    if file_path is None and not _configured_by_environment(env):
+        looked = ", ".join(str(p) for p in DEFAULT_PATHS)
+        raise ConfigError(
+            [f"no configuration file: looked for --config, $ENTRAGATE_CONFIG, then {looked}"
+             " (or configure by ENTRAGATE_TENANT_ID and the other ENTRAGATE_* variables)"]
+        )
     if file_path is not None:
         try:
             raw = tomllib.loads(file_path.read_text(encoding="utf-8"))
@@ -301,6 +331,7 @@ def load_config(
             secret_value = secret_file.read_text(encoding="utf-8").strip("\r\n")
         except OSError as exc:
             problems.append(f"client_secret_file {secret_file}: {exc.strerror}")
+        problems += check_secret_file("client_secret_file", secret_file)
     client_secret = Secret(as_str("client_secret", secret_value)) if secret_value else None
     client_certificate = as_path("client_certificate", top.get("client_certificate"))
     cert_password_value = top.get("client_certificate_password")
@@ -320,8 +351,11 @@ def load_config(
             )
     if client_secret is not None and client_certificate is not None:
         problems.append("set either client_secret or client_certificate, not both")
-    if client_certificate is not None and not client_certificate.exists():
-        problems.append(f"client_certificate {client_certificate} does not exist")
+    if require_credentials:
+        problems += check_certificate(
+            client_certificate,
+            client_certificate_password.reveal() if client_certificate_password else None,
+        )
     if tenant_id and not (_GUID.match(tenant_id) or "." in tenant_id):
         problems.append(
             f"tenant_id {tenant_id!r} is neither a GUID nor a domain such as contoso.onmicrosoft.com"
@@ -332,6 +366,9 @@ def load_config(
     if ca_bundle is None:
         ca_bundle_origin = None
     expected_roots = as_path("expected_roots", top.get("expected_roots"))
+    if require_credentials:
+        problems += check_trust_file("ca_bundle", ca_bundle)
+        problems += check_trust_file("expected_roots", expected_roots)
     proxy = as_str("proxy", top.get("proxy")) or None
     connect_to_raw = top.get("connect_to") or []
     if isinstance(connect_to_raw, str):
@@ -365,9 +402,7 @@ def load_config(
         placeholder=as_str("agent.placeholder", agent_raw.get("placeholder"))
         or AgentConfig.placeholder,
     )
-    host, sep, port = agent.listen.rpartition(":")
-    if not sep or not port.isdigit():
-        problems.append(f"agent.listen {agent.listen!r} is not HOST:PORT")
+    problems += check_listen(agent.listen)
     if not agent.store.startswith(("sqlite:", "postgresql://", "postgres://")):
         problems.append(f"agent.store {agent.store!r} must start with sqlite:/// or postgresql://")
 

@@ -56,8 +56,7 @@ def load_cli_config(ctx: click.Context, *, require_credentials: bool = False) ->
     try:
         return load_config(cli_state(ctx)["config_path"], require_credentials=require_credentials)
     except ConfigError as exc:
-        where = f" in {exc.source}" if exc.source else ""
-        fail(2, f"entragate: configuration error{where}:", *(f"  - {p}" for p in exc.problems))
+        fail(2, *exc.report())
 
 
 @contextmanager
@@ -83,7 +82,7 @@ def operation_errors(*, one_line: bool = False) -> Iterator[None]:
     except UsageFailure as exc:
         out(2, "\n".join(f"entragate: {line}" for line in exc.lines))
     except ConfigError as exc:
-        out(2, "entragate: configuration error:\n" + "\n".join(f"  - {p}" for p in exc.problems))
+        out(2, "\n".join(exc.report()))
     except AgentError as exc:
         if exc.code == "unauthorized":
             out(

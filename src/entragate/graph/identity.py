@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import msal
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from entragate.config import Config
+from entragate.credentials import load_certificate_credential
 from entragate.errors import (
     AuthenticationFailed,
     EntraError,
@@ -19,29 +16,6 @@ from entragate.errors import (
     from_token_result,
 )
 from entragate.transport import EntraSession
-
-
-def load_certificate_credential(path: Path, password: str | None) -> dict[str, str]:
-    """msal's certificate credential from a PEM (certificate + key) or a PFX file."""
-    data = path.read_bytes()
-    secret = password.encode() if password else None
-    if path.suffix.lower() in (".pfx", ".p12") or not data.lstrip().startswith(b"-----"):
-        key, cert, _ = pkcs12.load_key_and_certificates(data, secret)
-        if key is None or cert is None:
-            raise ValueError(f"{path} holds no private key and certificate")
-    else:
-        key = serialization.load_pem_private_key(data, secret)
-        cert = x509.load_pem_x509_certificate(data)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {
-        "private_key": key_pem,
-        "thumbprint": cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - x5t is SHA-1 by definition
-        "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
-    }
 
 
 class TokenProvider:
