@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,6 +20,7 @@ from entragate.doctor.roots import (
     spki_sha256,
 )
 from entragate.doctor.vendors import VENDORS, identify_vendor
+from entragate.emulator.pki import CA, name
 
 CERT_FILES = {
     "DigiCert Global Root G2": "DigiCert_Global_Root_G2.pem",
@@ -56,48 +55,18 @@ def test_hash_matches_system_certificate(name: str) -> None:
     assert leads_to_publisher_root(cert)
 
 
-def _self_signed(name: x509.Name) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    import datetime as dt
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
 def test_root_recognised_by_key_not_name() -> None:
     path = Path("/etc/ssl/certs/DigiCert_Global_Root_G2.pem")
-    name = (
+    subject = (
         x509.load_pem_x509_certificate(path.read_bytes()).subject
         if path.exists()
-        else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "DigiCert Global Root G2")])
+        else name("DigiCert Global Root G2")
     )
-    forged, _ = _self_signed(name)
+    forged = CA.new(subject=subject).cert
     assert not is_publisher_root(forged, [])
     assert not leads_to_publisher_root(forged)
     assert is_publisher_root(forged, [forged])  # an expected root counts by its key
     assert spki_sha256(forged) not in MICROSOFT_ROOT_SPKI_SHA256.values()
-
-
-def _name(cn: str | None = None, o: str | None = None, ou: str | None = None) -> x509.Name:
-    attrs = []
-    if o:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o))
-    if ou:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
-    if cn:
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    return x509.Name(attrs)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +104,7 @@ def _name(cn: str | None = None, o: str | None = None, ou: str | None = None) ->
     ],
 )
 def test_identify_vendor(cn: str, o: str | None, ou: str | None, vendor: str) -> None:
-    assert identify_vendor(_name(cn, o, ou)) == vendor
+    assert identify_vendor(name(cn, o, unit=ou)) == vendor
 
 
 @pytest.mark.parametrize(
@@ -150,7 +119,7 @@ def test_identify_vendor(cn: str, o: str | None, ou: str | None, vendor: str) ->
     ],
 )
 def test_unrelated_issuer_is_none(cn: str, o: str | None) -> None:
-    assert identify_vendor(_name(cn or None, o)) is None
+    assert identify_vendor(name(cn or None, o)) is None
 
 
 _VENDOR_WORDS = [w for v in VENDORS for w in (v.name.lower().split("/") + [v.name.lower()])]
@@ -165,4 +134,4 @@ def test_property_unknown_issuer_gives_none(words: str) -> None:
     if any(p.search(text) for v in VENDORS for p in v.patterns):
         return  # hypothesis produced a vendor's word: not an unrelated issuer
     assert not any(w in lowered.split() for w in _VENDOR_WORDS)
-    assert identify_vendor(_name(text, "Contoso Corp")) is None
+    assert identify_vendor(name(text, "Contoso Corp")) is None
