@@ -10,6 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 
@@ -174,3 +175,31 @@ def test_the_wheel_installs_into_a_fresh_venv_with_a_working_entragate(tmp_path:
         [str(venv / "bin" / "entragate"), "explain", "ENTRA003"], capture_output=True, text=True
     )
     assert explain.returncode == 0 and "ENTRA003" in explain.stdout, explain
+
+
+# --------------------------------------------------------------------------- help and man page
+
+
+def _commands() -> list[tuple[str, click.Command, click.Context]]:
+    from entragate.cli import main
+
+    found: list[tuple[str, click.Command, click.Context]] = []
+
+    def walk(command: click.Command, ctx: click.Context, path: str) -> None:
+        found.append((path, command, ctx))
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, name
+                walk(sub, click.Context(sub, info_name=name, parent=ctx), f"{path} {name}")
+
+    walk(main, click.Context(main, info_name="entragate"), "entragate")
+    return found
+
+
+def test_every_command_help_shows_an_example_and_is_in_the_man_page() -> None:
+    manpage = (PACKAGING / "entragate.1").read_text(encoding="utf-8")
+    for path, command, ctx in _commands():
+        assert "Example" in command.get_help(ctx), f"{path} --help shows no example"
+        if path != "entragate":
+            assert f'.SS "{path.replace("-", chr(92) + "-")} ' in manpage, path
