@@ -191,9 +191,10 @@ def _commands() -> list[tuple[str, click.Command, click.Context]]:
             for name in command.list_commands(ctx):
                 sub = command.get_command(ctx, name)
                 assert sub is not None, name
-                walk(sub, click.Context(sub, info_name=name, parent=ctx), f"{path} {name}")
+                context = click.Context(sub, info_name=name, parent=ctx, **sub.context_settings)
+                walk(sub, context, f"{path} {name}")
 
-    walk(main, click.Context(main, info_name="entragate"), "entragate")
+    walk(main, click.Context(main, info_name="entragate", **main.context_settings), "entragate")
     return found
 
 

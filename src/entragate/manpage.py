@@ -39,6 +39,12 @@ def _options(ctx: click.Context, command: click.Command) -> list[str]:
     return out
 
 
+def _context(command: click.Command, name: str, parent: click.Context | None) -> click.Context:
+    """A context as click makes it for a real invocation (the command's own settings, such
+    as ``-h``), so that the page does not depend on which context asked first."""
+    return click.Context(command, info_name=name, parent=parent, **command.context_settings)
+
+
 def _command(ctx: click.Context, command: click.Command, path: str) -> list[str]:
     usage = " ".join(command.collect_usage_pieces(ctx))
     out = [f'.SS "{_escape(path)} {_escape(usage)}"', *_paragraphs(command.help or "")]
@@ -49,14 +55,14 @@ def _command(ctx: click.Context, command: click.Command, path: str) -> list[str]
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
             if sub is not None and not sub.hidden:
-                out += _command(click.Context(sub, info_name=name, parent=ctx), sub, f"{path} {name}")
+                out += _command(_context(sub, name, ctx), sub, f"{path} {name}")
     return out
 
 
 def render() -> str:
     from entragate.cli import main
 
-    root = click.Context(main, info_name="entragate")
+    root = _context(main, "entragate", None)
     out = [
         '.TH ENTRAGATE 1 "" "entragate" "User Commands"',
         ".SH NAME",
@@ -73,8 +79,7 @@ def render() -> str:
     for name in main.list_commands(root):
         command = main.get_command(root, name)
         if command is not None and not command.hidden:
-            out += _command(click.Context(command, info_name=name, parent=root), command,
-                            f"entragate {name}")
+            out += _command(_context(command, name, root), command, f"entragate {name}")
     out += [
         ".SH ENVIRONMENT",
         ".TP",
