@@ -1,6 +1,7 @@
 """Files generated from the code, committed, and checked by the tests to be current.
 
-``python -m entragate.docgen [ROOT]`` (``make docs``) rewrites them under ROOT:
+``python -m entragate.docgen [ROOT]`` (``make docs``) rewrites them under ROOT;
+``--print RELATIVE`` prints one of them:
 
 - ``docs/configuration.md``: every key of ``config_keys.KEYS`` with type, default,
   environment variable and meaning;
@@ -120,6 +121,9 @@ GENERATED: dict[str, Callable[[], str]] = {
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--print"] and len(argv) == 2:  # one file, to stdout
+        sys.stdout.write(GENERATED[argv[1]]())
+        return 0
     root = Path(argv[0]) if argv else Path.cwd()
     for relative, render in GENERATED.items():
         (root / relative).write_text(render(), encoding="utf-8")
