@@ -40,6 +40,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+BREAK_GLASS_GROUP = "5d3f8a1e-0c4b-4e7a-9f2d-6b1c0e9a7d3f"
+
+
 @dataclass
 class Tenant:
     emu: Emulator
@@ -104,7 +107,10 @@ def tenant(tmp_path: Path) -> Iterator[Tenant]:
     try:
         tid = emu.add_tenant()
         app = emu.add_app(tid)
-        emu.create_location(tid, LOCATION, ["81.2.69.142/32"])
+        location_id = emu.create_location(tid, LOCATION, ["81.2.69.142/32"])
+        # A healthy tenant: an enabled policy uses the location and excludes break-glass.
+        emu.add_policy(tid, "entragate: block unless granted", exclude_locations=[location_id],
+                       exclude_groups=[BREAK_GLASS_GROUP])
         assert app.secret is not None and app.secret_id is not None
         yield Tenant(emu, tmp_path, tid, app.client_id, app.secret, app.secret_id)
     finally:

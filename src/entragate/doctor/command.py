@@ -15,7 +15,9 @@ from entragate.doctor.runner import Report, config_error_report, run_doctor
 _HELP = """Diagnose the path to Microsoft with the agent's exact configuration.
 
 Checks, in order: config, proxy, dns, tcp, tls, clock, truststore, token,
-permissions, locations, throttling. When TLS verification fails it captures
+permissions, locations, policies, throttling. `policies` warns when no enabled
+Conditional Access policy uses a managed location (grants would change nothing).
+When TLS verification fails it captures
 the chain the server presented (without trusting it) and names the cause:
 a TLS-inspecting proxy (and its product), a skewed clock, an expired or
 misnamed certificate, a missing intermediate, or a missing/corrupt CA bundle,

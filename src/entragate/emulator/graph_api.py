@@ -14,6 +14,7 @@ from typing import Any
 from ._http import JSON_CONTENT_TYPE, Exchange, GraphError, Request, Response, dumps
 from .locations import IP_TYPE, MAX_LOCATIONS, new_location, patch_location
 from .odata import decode_skiptoken, encode_skiptoken, parse_filter, select
+from .policies import POLICIES_PATH, READ_ROLE
 from .state import (
     GRAPH_APP_ID,
     LOGIN_HOSTS,
@@ -80,6 +81,8 @@ class GraphApi:
                     return f"{method} namedLocations"
                 if rest.count("/") == 1:
                     return f"{method} namedLocation"
+            if low == prefix + POLICIES_PATH:
+                return f"{method} policies"
         return "graph other"
 
     def handle(self, req: Request, ex: Exchange, parsed: urllib.parse.SplitResult) -> Response:
@@ -96,6 +99,12 @@ class GraphApi:
                 )
             write = req.method in ("POST", "PATCH", "DELETE", "PUT")
             if not (roles & READ_ROLES) or (write and WRITE_ROLE not in roles):
+                raise GraphError(
+                    403,
+                    "AccessDenied",
+                    "You cannot perform the requested operation, required scopes are missing in the token.",
+                )
+            if op.endswith(" policies") and READ_ROLE not in roles:
                 raise GraphError(
                     403,
                     "AccessDenied",
@@ -122,6 +131,8 @@ class GraphApi:
             return self._list(req, ex, tenant, query)
         if op == "POST namedLocations":
             return self._create(req, ex, tenant)
+        if op == "GET policies":
+            return self._list_policies(req, ex, tenant)
         if op.endswith(" namedLocation"):
             loc_id = urllib.parse.unquote(parsed.path.rstrip("/").rsplit("/", 1)[-1])
             if req.method == "GET":
@@ -265,6 +276,16 @@ class GraphApi:
             params["$skiptoken"] = encode_skiptoken(offset + page)
             body["@odata.nextLink"] = base + "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="$,'()")
         body["value"] = chunk
+        return Response(200, dumps(body), self._headers(ex))
+
+    def _list_policies(self, req: Request, ex: Exchange, tenant: Tenant) -> Response:
+        with self._state.lock:
+            items = copy.deepcopy(list(tenant.policies.values()))
+        version = "beta" if "/beta/" in req.target.lower() else "v1.0"
+        body = {
+            "@odata.context": f"https://{req.host}/{version}/$metadata#identity/conditionalAccess/policies",
+            "value": items,
+        }
         return Response(200, dumps(body), self._headers(ex))
 
     def _get(self, ex: Exchange, tenant: Tenant, loc_id: str, query: dict[str, list[str]]) -> Response:

@@ -102,6 +102,7 @@ class Tenant:
     domain: str
     apps: dict[str, App] = field(default_factory=dict)
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # Conditional Access
     bucket: float = 1.0  # the Graph throttle's token bucket
     bucket_time: float | None = None
 
@@ -252,6 +253,19 @@ class TenantState:
         return app
 
     # ------------------------------------------------------------------ portal actions
+
+    def add_policy(self, tenant_id: str, display_name: str, **conditions: Any) -> str:
+        """A Conditional Access policy (see :func:`~entragate.emulator.policies.new_policy`)."""
+        from .policies import new_policy
+
+        policy = new_policy(display_name, now=self.now(), **conditions)
+        with self.lock:
+            self.tenant(tenant_id).policies[policy["id"]] = policy
+        return str(policy["id"])
+
+    def policies(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(list(self.tenant(tenant_id).policies.values()))
 
     def locations(self, tenant_id: str) -> list[dict[str, Any]]:
         t = self.tenant(tenant_id)

@@ -26,6 +26,7 @@ IP_LOCATION = "#microsoft.graph.ipNamedLocation"
 IPV4_RANGE = "#microsoft.graph.iPv4CidrRange"
 IPV6_RANGE = "#microsoft.graph.iPv6CidrRange"
 LOCATIONS_PATH = "/identity/conditionalAccess/namedLocations"
+POLICIES_PATH = "/identity/conditionalAccess/policies"
 MAX_RANGES_PER_LOCATION = 2000
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
@@ -162,6 +163,16 @@ class GraphClient:
             found.extend(NamedLocation.from_graph(item) for item in body.get("value", []))
             url = body.get("@odata.nextLink")
             params = None  # the next link already carries the query
+        return found
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        """The tenant's Conditional Access policies, as Graph shapes them (needs Policy.Read.All)."""
+        url: str | None = POLICIES_PATH
+        found: list[dict[str, Any]] = []
+        while url:
+            body = self.request("GET", url, operation="list Conditional Access policies").json()
+            found.extend(item for item in body.get("value", []) if isinstance(item, dict))
+            url = body.get("@odata.nextLink")
         return found
 
     def get_location(self, location_id: str) -> NamedLocation:
