@@ -133,7 +133,7 @@ def test_runnable_blocks_of_a_guide_succeed_against_a_real_agent(
 
 def test_the_guides_have_runnable_blocks() -> None:
     names = {p.name for p in runnable_pages()}
-    assert {"operations.md", "tenant-setup.md"} <= names, names
+    assert {"operations.md", "tenant-setup.md", "emulator.md"} <= names, names
 
 
 def test_runnable_blocks_need_nothing_that_cannot_run_here() -> None:

@@ -131,7 +131,17 @@ class Emulator(TenantState):
         if self._server is not None:
             self._server.drop_connections()
 
+    def serve_certificate(self, pem: Path) -> None:
+        """Serve every host name with the chain and key in ``pem`` (``--certificate``)."""
+        self._tls.use_chain(pem)
+        if self._server is not None:
+            self._server.drop_connections()
+
     # ------------------------------------------------------------------ faults
+
+    def faults(self) -> list[dict[str, object]]:
+        """The faults in force, each with what is left of its count."""
+        return self._faults.describe()
 
     def set_fault(self, fault: EmulatorFault) -> None:
         self._faults.set(fault)

@@ -221,6 +221,16 @@ class TenantState:
         with self.lock:
             app.secret_expired = expired
 
+    def all_tenants(self) -> list[Tenant]:
+        """Every tenant (the live objects: hold ``lock`` while reading them)."""
+        with self.lock:
+            return list(self._tenants.values())
+
+    def put_tenant(self, tenant: Tenant) -> None:
+        """Add or replace a whole tenant (``persist.load``)."""
+        with self.lock:
+            self._tenants[tenant.id] = tenant
+
     def tenant(self, tenant_id: str) -> Tenant:
         """The tenant of that id; KeyError when there is none."""
         found = self.get_tenant(tenant_id)

@@ -91,6 +91,17 @@ class TlsServing:
             self._active = contexts
             self._publish_inspection_ca(scenario, cn, o)
 
+    def use_chain(self, pem: Path) -> None:
+        """Serve every name with this PEM (certificate chain and private key), whatever it
+        holds: an operator's own chain, or one that reproduces a customer's failure."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(pem))
+        with self._lock:
+            self.scenario = "certificate"
+            self.scenario_ca_path = None
+            self._active = {host: ctx for host in (*ALL_HOSTS, "localhost")}
+
     def pick_context(self, server_name: str | None) -> ssl.SSLContext:
         """The SNI callback's choice: that name's context, else localhost's (or the first)."""
         active = self._active
