@@ -31,13 +31,14 @@ docs: setup
 
 # The PostgreSQL tests start their own server from these binaries; install them if absent.
 # The system CA store is what the agent trusts without ca_bundle; the doctor tests read it.
-# systemd-analyze rates the unit's sandbox; sqlite3, curl and openssl run the guides' examples.
+# systemd-analyze rates the unit's sandbox; sqlite3, curl and openssl run the guides' examples;
+# chromium (driven by Playwright's Python API, no browser download) tests the status page.
 system-deps:
 	@test -x $(PG_BIN)/initdb -a -f /etc/ssl/certs/ca-certificates.crt -a -x /usr/bin/systemd-analyze \
-		-a -x /usr/bin/sqlite3 -a -x /usr/bin/curl -a -x /usr/bin/openssl || { \
-		echo "installing postgresql-15, ca-certificates, systemd, sqlite3, curl, openssl (needed by the tests)"; \
+		-a -x /usr/bin/sqlite3 -a -x /usr/bin/curl -a -x /usr/bin/openssl -a -x /usr/bin/chromium || { \
+		echo "installing postgresql-15, ca-certificates, systemd, sqlite3, curl, openssl, chromium (needed by the tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			postgresql-15 ca-certificates systemd sqlite3 curl openssl; }
+			postgresql-15 ca-certificates systemd sqlite3 curl openssl chromium; }
 
 unit: setup system-deps
 	$(BIN)/python -m pytest -q

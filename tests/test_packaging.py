@@ -181,6 +181,11 @@ def test_the_wheel_installs_into_a_fresh_venv_with_a_working_entragate(tmp_path:
         [str(venv / "bin" / "entragate"), "explain", "ENTRA003"], capture_output=True, text=True
     )
     assert explain.returncode == 0 and "ENTRA003" in explain.stdout, explain
+    page = subprocess.run(  # the status page ships inside the package
+        [str(venv / "bin" / "python"), "-c", "from entragate.status_page import render_page; "
+         "print(len(render_page(1.0)[0]))"], capture_output=True, text=True, timeout=60,
+    )
+    assert page.returncode == 0 and int(page.stdout) > 10_000, page
 
 
 # --------------------------------------------------------------------------- help and man page

@@ -58,6 +58,7 @@ _QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
 _ROUTES: dict[str, dict[str, str]] = {
     "/v1/grants": {"GET": "_list_grants", "POST": "_create_grant", "DELETE": "_revoke_grants"},
     "/v1/status": {"GET": "_status"},
+    "/": {"GET": "_status_page"},
     "/healthz": {"GET": "_healthz"},
     "/readyz": {"GET": "_readyz"},
     "/metrics": {"GET": "_metrics"},
@@ -575,7 +576,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             try:
                 handlers, args = self._routes(path)
-                if path != "/healthz" and not self.api.token_ok(self.headers.get("Authorization")):
+                # the page itself holds no data; it asks for the token and sends it with each read
+                if path not in ("/healthz", "/") and not self.api.token_ok(self.headers.get("Authorization")):
                     raise ApiError(
                         401,
                         "unauthorized",
@@ -727,6 +729,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _status(self) -> None:
         self._send_json(200, self.api.status())
+
+    def _status_page(self) -> None:
+        from entragate.status_page import render_page
+
+        page, policy = render_page(self.api.config.agent.rate)
+        self._send_bytes(
+            200,
+            page.encode("utf-8"),
+            "text/html; charset=utf-8",
+            {"Content-Security-Policy": policy, "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"},
+        )
 
     def _healthz(self) -> None:
         self._send_json(200, {"ok": True})
