@@ -21,78 +21,12 @@ from entragate.config_check import (
     check_trust_file,
 )
 from entragate.config_keys import did_you_mean, table_keys
+from entragate.config_values import CLOUDS, Cloud, ConnectTo, Secret
+
+__all__ = ["CLOUDS", "AclConfig", "AgentConfig", "Cloud", "Config", "ConfigError", "ConnectTo", "Secret",
+           "find_config_file", "load_config", "looks_like_secret_id"]
 
 DEFAULT_PATHS = (Path("/etc/entragate/config.toml"), Path("entragate.toml"))
-
-
-@dataclass(frozen=True)
-class Cloud:
-    name: str
-    login_host: str
-    graph_host: str
-
-
-CLOUDS: dict[str, Cloud] = {
-    "global": Cloud("global", "login.microsoftonline.com", "graph.microsoft.com"),
-    "usgov": Cloud("usgov", "login.microsoftonline.us", "graph.microsoft.us"),
-    "usgov-dod": Cloud("usgov-dod", "login.microsoftonline.us", "dod-graph.microsoft.us"),
-    "china": Cloud("china", "login.chinacloudapi.cn", "microsoftgraph.chinacloudapi.cn"),
-}
-
-
-class Secret:
-    """A string that never prints itself: repr, str and format all mask it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-@dataclass(frozen=True)
-class ConnectTo:
-    """curl's ``--connect-to HOST1:PORT1:HOST2:PORT2``: dial HOST2:PORT2, keep HOST1 for SNI."""
-
-    host: str
-    port: int
-    target_host: str
-    target_port: int
-
-    @classmethod
-    def parse(cls, entry: str) -> ConnectTo:
-        # IPv6 literals may be bracketed: [::1]
-        match = re.fullmatch(r"(\[[^\]]+\]|[^:\[\]]+):(\w+):(\[[^\]]+\]|[^:\[\]]+):(\w+)", entry.strip())
-        if match is None:
-            raise ValueError(f"connect_to entry {entry!r} is not HOST1:PORT1:HOST2:PORT2")
-        parts = match.groups()
-        h1, p1, h2, p2 = (p.strip("[]") for p in parts)
-        try:
-            port1, port2 = int(p1), int(p2)
-        except ValueError:
-            raise ValueError(f"connect_to entry {entry!r} has a non-numeric port") from None
-        if not h1 or not h2:
-            raise ValueError(f"connect_to entry {entry!r} needs both host names")
-        return cls(h1.lower(), port1, h2, port2)
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}:{self.target_host}:{self.target_port}"
 
 
 @dataclass(frozen=True)
