@@ -25,6 +25,7 @@ from entragate.config_values import CLOUDS, Cloud, ConnectTo, Secret
 
 __all__ = ["CLOUDS", "AclConfig", "AgentConfig", "Cloud", "Config", "ConfigError", "ConnectTo", "Secret",
            "find_config_file", "load_config", "looks_like_secret_id"]
+from entragate.exposure import tls_problems
 
 DEFAULT_PATHS = (Path("/etc/entragate/config.toml"), Path("entragate.toml"))
 
@@ -51,6 +52,8 @@ class AgentConfig:
     max_ttl: int = 7 * 86400
     script_ttl: int = 12 * 3600
     placeholder: str = "192.0.2.255/32"
+    tls_cert: Path | None = None  # PEM; required when listen is not a loopback address
+    tls_key: Path | None = None
 
     @property
     def listen_host(self) -> str:
@@ -335,8 +338,11 @@ def load_config(
         ),
         placeholder=as_str("agent.placeholder", agent_raw.get("placeholder"))
         or AgentConfig.placeholder,
+        tls_cert=as_path("agent.tls_cert", agent_raw.get("tls_cert")),
+        tls_key=as_path("agent.tls_key", agent_raw.get("tls_key")),
     )
     problems += check_listen(agent.listen)
+    problems += tls_problems(agent)
     if not agent.store.startswith(("sqlite:", "postgresql://", "postgres://")):
         problems.append(f"agent.store {agent.store!r} must start with sqlite:/// or postgresql://")
 

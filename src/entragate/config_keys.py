@@ -92,6 +92,11 @@ KEYS: tuple[Key, ...] = (
     Key("agent", "max_ttl", "integer", "Longest grant accepted, in seconds.", "604800"),
     Key("agent", "script_ttl", "integer", "Safety expiry, in seconds, of grants made by "
         "`entragate script add` (Knocknoc), in case the `del` never comes.", "43200"),
+    Key("agent", "tls_cert", "path", "PEM certificate (chain) for serving the API over TLS; "
+        "required, with tls_key, when listen is not a loopback address.",
+        '"/etc/entragate/api.pem"', "(none)"),
+    Key("agent", "tls_key", "path", "PEM private key of tls_cert; readable by the agent only.",
+        '"/etc/entragate/api.key"', "(none)", secret=True),
     Key("agent", "placeholder", "CIDR", "The range a location holds while nothing is granted "
         "(Graph refuses an empty list); never a routable address.", '"192.0.2.255/32"'),
     # --- one table per access list
