@@ -44,6 +44,9 @@ class PublisherRoot:
     spki_der_b64: str
     #: No longer what Microsoft's endpoints chain to; browsers and certifi dropped it.
     legacy: bool = False
+    #: The older root that cross-signed this one, so that stores without it still verify
+    #: a chain that includes the cross certificate.
+    cross_signed_by: str | None = None
 
     @cached_property
     def spki_der(self) -> bytes:
@@ -63,6 +66,7 @@ class PublisherRoot:
 MICROSOFT_ROOTS: tuple[PublisherRoot, ...] = (
     PublisherRoot(
         name='Microsoft TLS RSA Root G2',
+        cross_signed_by='DigiCert Global Root G2',
         spki_sha256='4b03c9966c863b2c008a95a5ed9254070448c7b219d283102f6a6c5b6e8e2acd',
         spki_der_b64=(
             'MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEA3+qLn0fhKBBxr0HWGduSV95rq+Yu3q06'
@@ -79,6 +83,7 @@ MICROSOFT_ROOTS: tuple[PublisherRoot, ...] = (
     ),
     PublisherRoot(
         name='Microsoft TLS ECC Root G2',
+        cross_signed_by='DigiCert Global Root G3',
         spki_sha256='fe2689a17dac807728dac96ec65496366a4ed5debf7d21c670c3704061eabba5',
         spki_der_b64=(
             'MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEUcI4hPZrLrXtNxZK5ePXTQCEO0BU/Anm9MWnpmtWRE6t'
@@ -164,6 +169,7 @@ MICROSOFT_ROOTS: tuple[PublisherRoot, ...] = (
 MICROSOFT_ROOT_SPKI_SHA256: dict[str, str] = {r.name: r.spki_sha256 for r in MICROSOFT_ROOTS}
 
 _BY_HASH: dict[str, PublisherRoot] = {r.spki_sha256: r for r in MICROSOFT_ROOTS}
+_BY_NAME: dict[str, PublisherRoot] = {r.name: r for r in MICROSOFT_ROOTS}
 
 #: The roots Microsoft's endpoints chain to today; a store should hold every one.
 CURRENT_ROOTS: tuple[PublisherRoot, ...] = tuple(r for r in MICROSOFT_ROOTS if not r.legacy)
@@ -180,6 +186,11 @@ def spki_der(cert: x509.Certificate) -> bytes:
 def spki_sha256(cert: x509.Certificate) -> str:
     """Hex SHA-256 of the certificate's SubjectPublicKeyInfo (its key identity)."""
     return hashlib.sha256(spki_der(cert)).hexdigest()
+
+
+def microsoft_root_named(name: str) -> PublisherRoot | None:
+    """The Microsoft root called ``name`` (as in :data:`MICROSOFT_ROOTS`), if any."""
+    return _BY_NAME.get(name)
 
 
 def microsoft_root_for(cert: x509.Certificate) -> PublisherRoot | None:
