@@ -27,7 +27,7 @@ from entragate.doctor.offline import (
 )
 from entragate.doctor.osfix import read_os_release
 from entragate.doctor.truststore import inspect_trust
-from entragate.emulator._pki import make_ca, make_leaf, name
+from entragate.emulator.pki import CA
 
 CERTS = Path(__file__).parent / "data" / "certs"
 OS_RELEASE = Path(__file__).parent / "data" / "os-release"
@@ -146,9 +146,9 @@ def test_store_with_current_roots_is_not_outdated(tmp_path: Path) -> None:
     assert "Microsoft TLS ECC Root G2" in trust.missing_roots  # still lacks it...
     assert RSA_G2 not in trust.missing_roots
     assert "Microsoft TLS ECC Root G2" in (trust.outdated_reason() or "")  # ... so still outdated
-    emulator_root = make_ca(name("Emulated Publisher Root CA", "Emulated Publisher"))
+    emulator_root = CA.new("Emulated Publisher Root CA", "Emulated Publisher")
     own = tmp_path / "own.pem"
-    own.write_bytes(emulator_root.pem)
+    own.write_bytes(emulator_root.cert_pem)
     private = inspect_trust(str(own), None, "ca_bundle", expected_roots=[emulator_root.cert])
     assert private.holds_expected and private.outdated_reason() is None  # not Microsoft's endpoints
 
@@ -189,11 +189,11 @@ def test_cli_chain_without_cross(tmp_path: Path) -> None:
 
 
 def test_cli_zscaler_chain_is_interception_and_exports_its_root(tmp_path: Path) -> None:
-    root = make_ca(name("Zscaler Root CA", "Zscaler Inc."))
-    inter = make_ca(name("Zscaler Intermediate Root CA (zscalertwo.net)", "Zscaler Inc."), issuer=root)
-    leaf = make_leaf([HOST], issuer=inter)
+    root = CA.new("Zscaler Root CA", "Zscaler Inc.")
+    inter = root.intermediate("Zscaler Intermediate Root CA (zscalertwo.net)", "Zscaler Inc.")
+    leaf = inter.issue(HOST)
     chain = tmp_path / "zscaler.txt"
-    chain.write_bytes(b"depth=2 ...\n" + leaf.pem + b"---\n" + root.pem + b"\n 1 s:\n" + inter.pem)
+    chain.write_bytes(b"depth=2 ...\n" + leaf.cert_pem + b"---\n" + root.cert_pem + b"\n 1 s:\n" + inter.cert_pem)
     out = tmp_path / "proxy-root.pem"
     result = run_doctor_chain(tmp_path, chain, "--json", "--host", HOST, "--export-root", str(out))
     assert result.exit_code == 1, result.output
@@ -201,7 +201,7 @@ def test_cli_zscaler_chain_is_interception_and_exports_its_root(tmp_path: Path) 
     cause = data["checks"][0]["causes"][0]
     assert cause["id"] == "tls_interception" and cause["vendor"] == "Zscaler"
     assert "Zscaler Root CA" in cause["issuer"]
-    assert out.read_bytes() == root.pem
+    assert out.read_bytes() == root.cert_pem
     assert data["export_root"]["sha256"] == fingerprint(root.cert)
     assert fingerprint(root.cert) in result.stderr and "out of band" in result.stderr
     human = run_doctor_chain(tmp_path, chain, "--export-root", str(tmp_path / "again.pem"))

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +26,7 @@ from entragate.doctor.roots import (
     spki_sha256,
 )
 from entragate.doctor.vendors import VENDORS, identify_vendor
+from entragate.emulator.pki import CA, name
 
 #: The public certificates of tests/data/certs (their sources are in its README).
 CERTS = Path(__file__).parent / "data" / "certs"
@@ -106,43 +106,13 @@ def test_legacy_and_current_roots() -> None:
     assert isinstance(ecc.public_key, ec.EllipticCurvePublicKey) and ecc.public_key.curve.name == "secp384r1"
 
 
-def _self_signed(name: x509.Name) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    import datetime as dt
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-@pytest.mark.parametrize("name", ["digicert-global-root-g2.pem", "microsoft-tls-rsa-root-g2.pem"])
-def test_root_recognised_by_key_not_name(name: str) -> None:
-    forged, _ = _self_signed(load(name).subject)
+@pytest.mark.parametrize("file", ["digicert-global-root-g2.pem", "microsoft-tls-rsa-root-g2.pem"])
+def test_root_recognised_by_key_not_name(file: str) -> None:
+    forged = CA.new(subject=load(file).subject).cert
     assert not is_publisher_root(forged, [])
     assert not leads_to_publisher_root(forged)
     assert is_publisher_root(forged, [forged])  # an expected root counts by its key
     assert spki_sha256(forged) not in MICROSOFT_ROOT_SPKI_SHA256.values()
-
-
-def _name(cn: str | None = None, o: str | None = None, ou: str | None = None) -> x509.Name:
-    attrs = []
-    if o:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o))
-    if ou:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
-    if cn:
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    return x509.Name(attrs)
 
 
 @pytest.mark.parametrize(
@@ -180,7 +150,7 @@ def _name(cn: str | None = None, o: str | None = None, ou: str | None = None) ->
     ],
 )
 def test_identify_vendor(cn: str, o: str | None, ou: str | None, vendor: str) -> None:
-    assert identify_vendor(_name(cn, o, ou)) == vendor
+    assert identify_vendor(name(cn, o, unit=ou)) == vendor
 
 
 @pytest.mark.parametrize(
@@ -195,7 +165,7 @@ def test_identify_vendor(cn: str, o: str | None, ou: str | None, vendor: str) ->
     ],
 )
 def test_unrelated_issuer_is_none(cn: str, o: str | None) -> None:
-    assert identify_vendor(_name(cn or None, o)) is None
+    assert identify_vendor(name(cn or None, o)) is None
 
 
 _VENDOR_WORDS = [w for v in VENDORS for w in (v.name.lower().split("/") + [v.name.lower()])]
@@ -210,4 +180,4 @@ def test_property_unknown_issuer_gives_none(words: str) -> None:
     if any(p.search(text) for v in VENDORS for p in v.patterns):
         return  # hypothesis produced a vendor's word: not an unrelated issuer
     assert not any(w in lowered.split() for w in _VENDOR_WORDS)
-    assert identify_vendor(_name(text, "Contoso Corp")) is None
+    assert identify_vendor(name(text, "Contoso Corp")) is None

@@ -1,7 +1,8 @@
 """Phase-1 doctor analysis: trust store, chain capture and cause diagnosis.
 
-Chains are built here with ``cryptography`` and served by tiny TLS servers on
-loopback, so every capture goes through a real TLS handshake.
+Chains are built with the emulator's certificate builder (``entragate.emulator.pki``)
+and served by tiny TLS servers on loopback, so every capture goes through a real TLS
+handshake.
 """
 
 from __future__ import annotations
@@ -15,20 +16,17 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from entragate.doctor.roots import chain_leads_to_publisher_root, chain_path, is_publisher_root
 from entragate.doctor.tlsdiag import Cause, diagnose, hostname_matches
 from entragate.doctor.tlsprobe import Capture, capture
 from entragate.doctor.truststore import inspect_trust
+from entragate.emulator.pki import CA, Credential, IssuedCert
 
 HOST = "login.microsoftonline.com"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -39,107 +37,9 @@ DAY = dt.timedelta(days=1)
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Issued:
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    @property
-    def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-
-def mk_name(cn: str, o: str | None = None, ou: str | None = None) -> x509.Name:
-    attrs = []
-    if o:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o))
-    if ou:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    return x509.Name(attrs)
-
-
-def mk_ca(
-    cn: str,
-    o: str | None = None,
-    *,
-    issuer: Issued | None = None,
-    not_before: dt.datetime | None = None,
-    not_after: dt.datetime | None = None,
-    bcons_critical: bool = True,
-    key_usage: bool = True,
-    ou: str | None = None,
-) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = mk_name(cn, o, ou)
-    signer_key = issuer.key if issuer else key
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or NOW - 30 * DAY)
-        .not_valid_after(not_after or NOW + 3650 * DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=bcons_critical)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if key_usage:
-        b = b.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    if issuer:
-        b = b.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
-        )
-    return Issued(b.sign(signer_key, hashes.SHA256()), key)
-
-
-def mk_leaf(
-    hosts: list[str],
-    issuer: Issued | None,
-    *,
-    not_before: dt.datetime | None = None,
-    not_after: dt.datetime | None = None,
-    cn: str | None = None,
-) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = mk_name(cn or hosts[0], "Microsoft Corporation")
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or NOW - DAY)
-        .not_valid_after(not_after or NOW + 90 * DAY)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if issuer:
-        b = b.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
-        )
-    return Issued(b.sign(issuer.key if issuer else key, hashes.SHA256()), key)
-
-
-def publisher(o: str = "Emulated Publisher") -> tuple[Issued, Issued]:
-    root = mk_ca(f"{o} Root CA", o)
-    inter = mk_ca(f"{o} TLS Issuing CA 01", o, issuer=root)
-    return root, inter
+def publisher(o: str = "Emulated Publisher") -> tuple[CA, CA]:
+    root = CA.new(f"{o} Root CA", o)
+    return root, root.intermediate(f"{o} TLS Issuing CA 01", o)
 
 
 # ---------------------------------------------------------------------------------------
@@ -153,22 +53,14 @@ class TlsServer:
     def __init__(
         self,
         tmp: Path,
-        leaf: Issued,
-        chain: list[Issued],
+        leaf: IssuedCert,
+        chain: list[CA],
         *,
         date: dt.datetime | None = None,
         hang: bool = False,
     ) -> None:
-        certfile = tmp / f"srv-{id(self)}.pem"
-        keyfile = tmp / f"srv-{id(self)}.key"
-        certfile.write_bytes(b"".join(i.pem for i in [leaf, *chain]))
-        keyfile.write_bytes(
-            leaf.key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(certfile, keyfile)
+        self.ctx.load_cert_chain(*leaf.write(tmp, f"srv-{id(self)}", chain))
         self.date = date
         self.hang = hang
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -273,7 +165,7 @@ class ConnectProxy:
 
 
 @contextlib.contextmanager
-def serving(tmp: Path, leaf: Issued, chain: list[Issued], **kw: object) -> Iterator[TlsServer]:
+def serving(tmp: Path, leaf: IssuedCert, chain: list[CA], **kw: object) -> Iterator[TlsServer]:
     srv = TlsServer(tmp, leaf, chain, **kw)  # type: ignore[arg-type]
     try:
         yield srv
@@ -298,8 +190,8 @@ def verify_code_of(port: int, cafile: str, host: str = HOST, *, strict: bool = F
         return exc.verify_code
 
 
-def write_pem(path: Path, *issued: Issued) -> str:
-    path.write_bytes(b"".join(i.pem for i in issued))
+def write_pem(path: Path, *issued: Credential) -> str:
+    path.write_bytes(b"".join(i.cert_pem for i in issued))
     return str(path)
 
 
@@ -318,11 +210,11 @@ def ids(causes: list[Cause]) -> list[str]:
 
 def test_inspect_trust_bundle(tmp_path: Path) -> None:
     root, _ = publisher()
-    other = mk_ca("Other Root")
+    other = CA.new("Other Root")
     path = write_pem(tmp_path / "bundle.pem", root, other)
     r = inspect_trust(path, None, "ca_bundle", expected_roots=[root.cert])
     assert (r.exists, r.readable, r.parseable, r.count) == (True, True, True, 2)
-    assert r.has_publisher_root and r.contains(root.cert) and not r.contains(mk_ca("x").cert)
+    assert r.has_publisher_root and r.contains(root.cert) and not r.contains(CA.new("x").cert)
     assert r.age_days is not None and r.age_days < 1
     assert r.origin == "ca_bundle" and r.path == path
     r2 = inspect_trust(write_pem(tmp_path / "o.pem", other), None, "REQUESTS_CA_BUNDLE", expected_roots=[root.cert])
@@ -337,7 +229,7 @@ def test_inspect_trust_missing_corrupt_empty(tmp_path: Path) -> None:
     corrupt = inspect_trust(str(bad), None, "SSL_CERT_FILE")
     assert corrupt.exists and corrupt.readable and not corrupt.parseable
     trunc = tmp_path / "trunc.pem"
-    trunc.write_bytes(mk_ca("A").pem + mk_ca("B").pem[:200])
+    trunc.write_bytes(CA.new("A").cert_pem + CA.new("B").cert_pem[:200])
     assert not inspect_trust(str(trunc), None, "ca_bundle").parseable
     empty = tmp_path / "empty.pem"
     empty.write_text("")
@@ -349,12 +241,12 @@ def test_inspect_trust_directory(tmp_path: Path) -> None:
     root, _ = publisher()
     d = tmp_path / "certs"
     d.mkdir()
-    (d / "abcdef01.0").write_bytes(root.pem)
+    (d / "abcdef01.0").write_bytes(root.cert_pem)
     r = inspect_trust(None, str(d), "SSL_CERT_DIR", expected_roots=[root.cert])
     assert r.exists and r.parseable and r.count == 1 and r.has_publisher_root
     d2 = tmp_path / "unhashed"
     d2.mkdir()
-    (d2 / "root.pem").write_bytes(root.pem)
+    (d2 / "root.pem").write_bytes(root.cert_pem)
     r2 = inspect_trust(None, str(d2), "SSL_CERT_DIR")
     assert r2.count == 0 and "rehash" in (r2.problem or "")
 
@@ -375,7 +267,7 @@ def test_inspect_trust_system() -> None:
 
 def test_capture_direct_reads_chain_and_date(tmp_path: Path) -> None:
     root, inter = publisher()
-    leaf = mk_leaf([HOST], inter)
+    leaf = inter.issue(HOST)
     when = NOW - dt.timedelta(hours=5)
     with serving(tmp_path, leaf, [inter], date=when) as srv:
         cap = grab(srv.port)
@@ -388,7 +280,7 @@ def test_capture_direct_reads_chain_and_date(tmp_path: Path) -> None:
 
 def test_capture_through_connect_proxy(tmp_path: Path) -> None:
     _, inter = publisher()
-    leaf = mk_leaf([HOST], inter)
+    leaf = inter.issue(HOST)
     with serving(tmp_path, leaf, [inter]) as srv:
         proxy = ConnectProxy(target_override=("127.0.0.1", srv.port))
         try:
@@ -412,7 +304,7 @@ def test_capture_proxy_refused() -> None:
 
 def test_capture_hang_is_bounded(tmp_path: Path) -> None:
     _, inter = publisher()
-    with serving(tmp_path, mk_leaf([HOST], inter), [inter], hang=True) as srv:
+    with serving(tmp_path, inter.issue(HOST), [inter], hang=True) as srv:
         t = time.monotonic()
         cap = grab(srv.port, timeout=0.5)
         took = time.monotonic() - t
@@ -441,7 +333,7 @@ def test_probe_lines_are_marked() -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _diag(tmp_path: Path, leaf: Issued, chain: list[Issued], trust_pem: list[Issued] | str, expected: list[Issued],
+def _diag(tmp_path: Path, leaf: IssuedCert, chain: list[CA], trust_pem: list[CA] | str, expected: list[CA],
           *, host: str = HOST, date: dt.datetime | None = None, now: dt.datetime | None = None,
           strict: bool = False, origin: str = "ca_bundle") -> tuple[list[Cause], int | None]:
     cafile = trust_pem if isinstance(trust_pem, str) else write_pem(tmp_path / "trust.pem", *trust_pem)
@@ -457,7 +349,7 @@ def _diag(tmp_path: Path, leaf: Issued, chain: list[Issued], trust_pem: list[Iss
 
 def test_healthy_chain_has_no_cause(tmp_path: Path) -> None:
     root, inter = publisher()
-    causes, code = _diag(tmp_path, mk_leaf([HOST], inter), [inter], [root], [root])
+    causes, code = _diag(tmp_path, inter.issue(HOST), [inter], [root], [root])
     assert code is None and causes == []
 
 
@@ -474,8 +366,8 @@ def test_healthy_chain_has_no_cause(tmp_path: Path) -> None:
 )
 def test_interception_named(tmp_path: Path, cn: str, o: str, vendor: str | None) -> None:
     root, _ = publisher()
-    proxy_ca = mk_ca(cn, o)
-    leaf = mk_leaf([HOST], proxy_ca)
+    proxy_ca = CA.new(cn, o)
+    leaf = proxy_ca.issue(HOST)
     causes, code = _diag(tmp_path, leaf, [proxy_ca], [root], [root])
     assert code in (19, 20)
     assert ids(causes) == ["tls_interception"]
@@ -485,30 +377,30 @@ def test_interception_named(tmp_path: Path, cn: str, o: str, vendor: str | None)
 
 def test_interception_leaf_only_names_issuer(tmp_path: Path) -> None:
     root, _ = publisher()
-    proxy_root = mk_ca("Zscaler Root CA", "Zscaler Inc.")
-    proxy_int = mk_ca("Zscaler Intermediate Root CA (zscloud.net)", "Zscaler Inc.", issuer=proxy_root)
-    causes, code = _diag(tmp_path, mk_leaf([HOST], proxy_int), [], [root], [root])
+    proxy_root = CA.new("Zscaler Root CA", "Zscaler Inc.")
+    proxy_int = proxy_root.intermediate("Zscaler Intermediate Root CA (zscloud.net)", "Zscaler Inc.")
+    causes, code = _diag(tmp_path, proxy_int.issue(HOST), [], [root], [root])
     assert code == 20 and ids(causes) == ["tls_interception"]
     assert causes[0].vendor == "Zscaler" and "Zscaler Intermediate" in (causes[0].issuer or "")
 
 
 def test_forged_publisher_name_is_still_interception(tmp_path: Path) -> None:
     root, _ = publisher()
-    forged = mk_ca(root.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "Emulated Publisher")  # type: ignore[arg-type]
-    causes, _ = _diag(tmp_path, mk_leaf([HOST], forged), [forged], [root], [root])
+    forged = CA.new(root.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "Emulated Publisher")  # type: ignore[arg-type]
+    causes, _ = _diag(tmp_path, forged.issue(HOST), [forged], [root], [root])
     assert ids(causes) == ["tls_interception"]
 
 
 def test_trusted_interception_is_not_a_cause(tmp_path: Path) -> None:
     root, _ = publisher()
-    proxy_ca = mk_ca("Zscaler Root CA", "Zscaler Inc.")
-    causes, code = _diag(tmp_path, mk_leaf([HOST], proxy_ca), [proxy_ca], [root, proxy_ca], [root])
+    proxy_ca = CA.new("Zscaler Root CA", "Zscaler Inc.")
+    causes, code = _diag(tmp_path, proxy_ca.issue(HOST), [proxy_ca], [root, proxy_ca], [root])
     assert code is None and causes == []
 
 
 def test_clock_skew(tmp_path: Path) -> None:
     root, inter = publisher()
-    leaf = mk_leaf([HOST], inter, not_before=NOW - dt.timedelta(hours=1))
+    leaf = inter.issue(HOST, not_before=NOW - dt.timedelta(hours=1))
     server_date = dt.datetime.now(dt.UTC).replace(microsecond=0)
     local = server_date - dt.timedelta(hours=3)
     causes, _ = _diag(tmp_path, leaf, [inter], [root], [root], date=server_date, now=local)
@@ -519,7 +411,7 @@ def test_clock_skew(tmp_path: Path) -> None:
 def test_clock_skew_from_server_date(tmp_path: Path) -> None:
     """The real verifier fails (leaf not yet valid locally) but the server's clock says it is valid."""
     root, inter = publisher()
-    leaf = mk_leaf([HOST], inter, not_before=NOW + dt.timedelta(hours=2), not_after=NOW + 30 * DAY)
+    leaf = inter.issue(HOST, not_before=NOW + dt.timedelta(hours=2), not_after=NOW + 30 * DAY)
     server_date = NOW + dt.timedelta(hours=4)
     causes, code = _diag(tmp_path, leaf, [inter], [root], [root], date=server_date)
     assert code == 9 and ids(causes) == ["clock_skew"]
@@ -528,58 +420,58 @@ def test_clock_skew_from_server_date(tmp_path: Path) -> None:
 
 def test_expired_and_not_yet_valid(tmp_path: Path) -> None:
     root, inter = publisher()
-    old = mk_leaf([HOST], inter, not_before=NOW - 100 * DAY, not_after=NOW - 10 * DAY)
+    old = inter.issue(HOST, not_before=NOW - 100 * DAY, not_after=NOW - 10 * DAY)
     causes, code = _diag(tmp_path, old, [inter], [root], [root])
     assert code == 10 and ids(causes) == ["cert_expired"]
-    future = mk_leaf([HOST], inter, not_before=NOW + 10 * DAY, not_after=NOW + 100 * DAY)
+    future = inter.issue(HOST, not_before=NOW + 10 * DAY, not_after=NOW + 100 * DAY)
     causes, code = _diag(tmp_path, future, [inter], [root], [root])
     assert code == 9 and ids(causes) == ["cert_not_yet_valid"]
 
 
 def test_hostname_mismatch(tmp_path: Path) -> None:
     root, inter = publisher()
-    causes, code = _diag(tmp_path, mk_leaf(["www.example.org"], inter), [inter], [root], [root])
+    causes, code = _diag(tmp_path, inter.issue("www.example.org"), [inter], [root], [root])
     assert code == 62 and ids(causes) == ["hostname_mismatch"]
     assert "www.example.org" in causes[0].summary
 
 
 def test_self_signed(tmp_path: Path) -> None:
     root, _ = publisher()
-    causes, code = _diag(tmp_path, mk_leaf([HOST], None), [], [root], [root])
+    causes, code = _diag(tmp_path, IssuedCert.self_signed(HOST), [], [root], [root])
     assert code == 18 and ids(causes) == ["self_signed"]
 
 
 def test_incomplete_chain(tmp_path: Path) -> None:
     root, inter = publisher()
-    causes, code = _diag(tmp_path, mk_leaf([HOST], inter), [], [root], [root])
+    causes, code = _diag(tmp_path, inter.issue(HOST), [], [root], [root])
     assert code == 20 and ids(causes) == ["incomplete_chain"]
     assert "TLS Issuing CA 01" in (causes[0].issuer or "")
 
 
 def test_incomplete_chain_supplied_by_store_is_not_reported(tmp_path: Path) -> None:
     root, inter = publisher()
-    causes, code = _diag(tmp_path, mk_leaf([HOST], inter), [], [root, inter], [root])
+    causes, code = _diag(tmp_path, inter.issue(HOST), [], [root, inter], [root])
     assert code is None and causes == []
 
 
 def test_ca_bundle_missing_corrupt_lacks_root(tmp_path: Path) -> None:
     root, inter = publisher()
-    leaf = mk_leaf([HOST], inter)
+    leaf = inter.issue(HOST)
     causes, _ = _diag(tmp_path, leaf, [inter], str(tmp_path / "absent.pem"), [root])
     assert ids(causes) == ["ca_bundle_missing"]
     bad = tmp_path / "bad.pem"
     bad.write_text("-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
     causes, _ = _diag(tmp_path, leaf, [inter], str(bad), [root])
     assert ids(causes) == ["ca_bundle_corrupt"]
-    causes, code = _diag(tmp_path, leaf, [inter], [mk_ca("Unrelated Root")], [root])
+    causes, code = _diag(tmp_path, leaf, [inter], [CA.new("Unrelated Root")], [root])
     assert code == 20 and ids(causes) == ["ca_bundle_lacks_root"]
 
 
-@pytest.mark.parametrize(("kw", "want"), [({"bcons_critical": False}, 89), ({"key_usage": False}, 92)])
+@pytest.mark.parametrize(("kw", "want"), [({"basic_constraints_critical": False}, 89), ({"key_usage": False}, 92)])
 def test_noncompliant_ca(tmp_path: Path, kw: dict[str, bool], want: int) -> None:
     root, _ = publisher()
-    proxy_ca = mk_ca("Palo Alto Networks Forward Trust", "Palo Alto Networks", **kw)
-    causes, code = _diag(tmp_path, mk_leaf([HOST], proxy_ca), [proxy_ca], [root, proxy_ca], [root], strict=True)
+    proxy_ca = CA.new("Palo Alto Networks Forward Trust", "Palo Alto Networks", **kw)
+    causes, code = _diag(tmp_path, proxy_ca.issue(HOST), [proxy_ca], [root, proxy_ca], [root], strict=True)
     assert code == want
     assert ids(causes) == ["noncompliant_ca"]
     assert causes[0].vendor == "Palo Alto Networks" and "Forward Trust" in (causes[0].issuer or "")
@@ -591,7 +483,7 @@ def test_cause_json_shape() -> None:
 
 
 def test_hostname_matching_rules() -> None:
-    leaf = mk_leaf(["*.microsoftonline.com", "graph.microsoft.com"], None).cert
+    leaf = IssuedCert.self_signed("*.microsoftonline.com", "graph.microsoft.com").cert
     assert hostname_matches(leaf, "login.microsoftonline.com")
     assert hostname_matches(leaf, "GRAPH.microsoft.com")
     assert not hostname_matches(leaf, "a.b.microsoftonline.com")
@@ -601,8 +493,8 @@ def test_hostname_matching_rules() -> None:
 
 def test_chain_path_follows_signatures() -> None:
     root, inter = publisher()
-    leaf = mk_leaf([HOST], inter)
-    decoy = mk_ca(inter.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "Emulated Publisher")  # type: ignore[arg-type]
+    leaf = inter.issue(HOST)
+    decoy = CA.new(inter.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value, "Emulated Publisher")  # type: ignore[arg-type]
     path = chain_path([leaf.cert, decoy.cert, inter.cert])
     assert path == [leaf.cert, inter.cert]
     assert chain_leads_to_publisher_root([leaf.cert, inter.cert], [root.cert])

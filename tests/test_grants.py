@@ -366,35 +366,34 @@ def test_wait_for_change_times_out_with_current_seq(store: GrantStore) -> None:
     assert store.wait_for_change(seq, timeout=0.1) == seq
 
 
-def test_wait_for_change_is_woken_by_another_thread(store: GrantStore) -> None:
-    seq = store.change_seq()
+def assert_an_add_wakes(waiting: GrantStore, adding: GrantStore, *, join: float = 60) -> None:
+    """An add through ``adding`` ends a ``wait_for_change`` on ``waiting`` with a newer seq."""
+    seq = waiting.change_seq()
     result: list[int] = []
     started = threading.Event()
 
     def waiter() -> None:
         started.set()
-        result.append(store.wait_for_change(seq, timeout=60))
+        result.append(waiting.wait_for_change(seq, timeout=60))
 
     t = threading.Thread(target=waiter)
     t.start()
     started.wait()
-    store.add("staff", "alice", IP1, at(60), now=T0)
-    t.join(timeout=60)
+    adding.add("staff", "alice", IP1, at(60), now=T0)
+    t.join(timeout=join)
     assert not t.is_alive()
     assert result and result[0] > seq
+
+
+def test_wait_for_change_is_woken_by_another_thread(store: GrantStore) -> None:
+    assert_an_add_wakes(store, store)
 
 
 def test_wait_for_change_sees_another_connection(store_url: str) -> None:
     a, b = open_store(store_url), open_store(store_url)
     b.poll_interval = 0.05
     try:
-        seq = b.change_seq()
-        result: list[int] = []
-        t = threading.Thread(target=lambda: result.append(b.wait_for_change(seq, timeout=60)))
-        t.start()
-        a.add("staff", "alice", IP1, at(60), now=T0)
-        t.join(timeout=60)
-        assert result and result[0] > seq
+        assert_an_add_wakes(b, a)
     finally:
         a.close()
         b.close()
@@ -410,13 +409,7 @@ def test_postgres_wakes_waiters_through_notify(pg_server: PgServer) -> None:
     try:
         b.wait_for_change(b.change_seq(), timeout=0)  # starts the listener
         assert b.listening.wait(30)
-        seq = b.change_seq()
-        result: list[int] = []
-        t = threading.Thread(target=lambda: result.append(b.wait_for_change(seq, timeout=60)))
-        t.start()
-        a.add("staff", "alice", IP1, at(60), now=T0)
-        t.join(timeout=90)
-        assert result and result[0] > seq
+        assert_an_add_wakes(b, a, join=90)
     finally:
         a.close()
         b.close()

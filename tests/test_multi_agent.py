@@ -1,4 +1,4 @@
-"""Several agents on one grant store: exactly one writer per tenant (SPEC 8).
+"""Several agents on one grant store: exactly one writer per tenant (docs/design.md#lease).
 
 Agents run in-process (one also as a real process killed with SIGKILL) against the
 emulated tenant and a real PostgreSQL server. Every Graph request an agent sends
@@ -25,13 +25,10 @@ import requests
 from entragate.agent import Agent, sync_once
 from entragate.agent_client import AgentError
 from entragate.emulator import Emulator
-from entragate.sync.leader import (
-    LocalWriterLease,
-    PostgresWriterLease,
-    lease_for,
-    lock_file_for,
-    writer_lock_key,
-)
+from entragate.grants import open_store
+from entragate.grants.lease import lease_for
+from entragate.grants.postgres import PostgresWriterLease, writer_lock_key
+from entragate.grants.sqlite import LocalWriterLease, lock_file_for
 from tests.helpers.config import make_config
 from tests.helpers.postgres import PgServer
 from tests.helpers.process import healthy, start, write_config
@@ -329,6 +326,18 @@ def test_lock_key_is_stable() -> None:
     lease = lease_for("sqlite:///var/lib/entragate/grants.db", "t")
     assert isinstance(lease, LocalWriterLease)
     assert lease.path == Path("/var/lib/entragate/grants.db.writer.lock")
+
+
+def test_each_store_hands_out_the_lease_of_its_backend(tmp_path: Path, pg_url: str) -> None:
+    sqlite_url = f"sqlite:///{tmp_path}/grants.db"
+    for url, kind in ((sqlite_url, LocalWriterLease), (pg_url, PostgresWriterLease)):
+        store = open_store(url)
+        try:
+            lease = store.writer_lease("Tenant-One")
+            assert isinstance(lease, kind)
+            assert lease.describe() == lease_for(url, "Tenant-One").describe()
+        finally:
+            store.close()
 
 
 # ---------------------------------------------------------------------- SQLite

@@ -6,12 +6,14 @@ are generous safety timeouts only.
 
 from __future__ import annotations
 
+import ast
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import entragate.sync
 from entragate.agent import Agent
 from entragate.config import AclConfig, Config
 from entragate.emulator import Emulator, EmulatorFault
@@ -200,3 +202,25 @@ def test_dry_run_plans_without_writing(emu: Emulator, app: Any, tmp_path: Path) 
     result = sync_once(config)
     assert result["writes"] == 1
     assert remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"}
+
+
+def imported_modules(path: Path, package: str) -> set[str]:
+    """Every module a source file imports, relative imports resolved against ``package``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_the_writer_reaches_the_database_only_through_the_store_interface() -> None:
+    forbidden = ("psycopg", "sqlite3", "entragate.grants.postgres", "entragate.grants.sqlite")
+    sources = sorted(Path(entragate.sync.__file__).parent.glob("*.py"))
+    assert len(sources) > 3
+    for path in sources:
+        for module in imported_modules(path, "entragate.sync"):
+            assert not module.startswith(forbidden), f"{path.name} imports {module}"

@@ -11,13 +11,13 @@ from entragate.agent_client import AgentError
 from entragate.api import ApiServer, load_or_create_api_token
 from entragate.config import Config
 from entragate.grants import open_store
+from entragate.grants.lease import WriterLease
 from entragate.grants.store import GrantStore
 from entragate.graph.client import GraphClient
 from entragate.logs import configure_logging, get_logger, store_label
 from entragate.metrics import Metrics
 from entragate.service import GrantService
 from entragate.sync.engine import SyncEngine
-from entragate.sync.leader import WriterLease, lease_for_store
 from entragate.sync.pacer import Pacer
 from entragate.transport import new_session
 
@@ -51,8 +51,8 @@ class Agent:
         self.store = store or open_store(config.agent.store)
         self.pacer = Pacer(config.agent.rate)
         self.graph = build_graph(config, self.pacer, self.metrics, env)
-        # One writer per tenant among the agents sharing this store (SPEC 8).
-        self.lease = lease or lease_for_store(self.store, config.agent.store, config.tenant_id)
+        # One writer per tenant among the agents sharing this store (docs/design.md#lease).
+        self.lease = lease or self.store.writer_lease(config.tenant_id)
         self.engine = SyncEngine(
             config, self.store, self.graph, self.pacer, metrics=self.metrics,
             parked_retry=parked_retry,
@@ -124,7 +124,7 @@ def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] |
     """
     pacer = Pacer(config.agent.rate)
     store = open_store(config.agent.store)
-    lease = None if dry_run else lease_for_store(store, config.agent.store, config.tenant_id)
+    lease = None if dry_run else store.writer_lease(config.tenant_id)
     try:
         graph = build_graph(config, pacer, None, env)
         engine = SyncEngine(config, store, graph, pacer, parked_retry=3600.0, lease=lease)

@@ -22,15 +22,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
+from jwt.utils import base64url_encode
 from requests.adapters import HTTPAdapter
 
-from entragate.emulator import AppRegistration, Emulator
+from entragate.emulator import AppRegistration, Emulator, pki
+from entragate.emulator.pki import IssuedCert, PrivateKey
 
 
 class MappedAdapter(HTTPAdapter):
@@ -174,29 +175,16 @@ def verify_code(port: int, server_name: str, ctx: ssl.SSLContext) -> int:
 
 def make_app_certificate(
     cn: str = "entragate-test-app", days: int = 365
-) -> tuple[rsa.RSAPrivateKey, x509.Certificate, bytes, bytes]:
+) -> tuple[PrivateKey, x509.Certificate, bytes, bytes]:
     """(key, cert, key_pem, cert_pem): a self-signed RSA app credential, as Entra uses."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
+    credential = IssuedCert.self_signed(
+        common_name=cn, key_type="rsa", not_after=pki.now() + dt.timedelta(days=days)
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key, cert, key_pem, cert.public_bytes(serialization.Encoding.PEM)
+    return credential.key, credential.cert, credential.key_pem, credential.cert_pem
 
 
 def client_assertion(
-    key: rsa.RSAPrivateKey,
+    key: PrivateKey,
     cert: x509.Certificate,
     client_id: str,
     audience: str,
@@ -205,16 +193,9 @@ def client_assertion(
     lifetime: int = 600,
     header: str = "x5t#S256",
 ) -> str:
-    """An RS256 client assertion JWT (built by hand, independent of the emulator's code)."""
-    import base64
-    import json
-
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
+    """An RS256 client assertion JWT, signed with PyJWT here (not with the emulator's code)."""
     t = time.time() if now is None else now
     digest = cert.fingerprint(hashes.SHA256() if header == "x5t#S256" else hashes.SHA1())
-    head = {"alg": "RS256", "typ": "JWT", header: b64(digest)}
     claims = {
         "aud": audience,
         "iss": client_id,
@@ -224,6 +205,4 @@ def client_assertion(
         "iat": int(t),
         "exp": int(t) + lifetime,
     }
-    signing_input = b64(json.dumps(head).encode()) + "." + b64(json.dumps(claims).encode())
-    sig = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return signing_input + "." + b64(sig)
+    return jwt.encode(claims, key, algorithm="RS256", headers={header: base64url_encode(digest).decode()})

@@ -1,4 +1,5 @@
-"""The emulated tenant (SPEC section 7): Entra token endpoint + Graph named locations.
+"""The emulated tenant: Entra's token endpoint and Graph's named locations, over real TLS
+on loopback (docs/design.md#emulator).
 
 Quick use::
 
@@ -9,6 +10,11 @@ Quick use::
         emu.ca_bundle_path                          # trust this root
 
 See :class:`Emulator`, :class:`EmulatorFault`, :data:`TLS_SCENARIOS`, :class:`ConnectProxy`.
+The modules, by concern: ``state`` (tenants, apps, locations, counters, the state
+directory), ``token_service`` and ``tokens`` (the login host and its JWTs), ``graph_api``
+with ``locations`` and ``odata`` (the named-location routes), ``faults``, ``tls`` (the
+certificates per SNI name and the TLS scenarios), ``pki`` (the one certificate builder,
+which the tests use too), ``proxy`` (a CONNECT proxy); ``_emulator`` puts them together.
 """
 
 from __future__ import annotations
@@ -17,17 +23,20 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ._core import (
+from ._emulator import Emulator
+from .faults import FAULT_KINDS, EmulatorFault
+from .proxy import ConnectProxy
+from .state import (
+    ALL_HOSTS,
+    CLOUDS,
     DEFAULT_ROLES,
-    FAULT_KINDS,
-    TLS_SCENARIOS,
-    Emulator,
-    EmulatorFault,
+    GRAPH_HOSTS,
+    LOGIN_HOSTS,
+    AppRegistration,
     RequestRecord,
     WriteRecord,
 )
-from ._model import ALL_HOSTS, CLOUDS, GRAPH_HOSTS, LOGIN_HOSTS, AppRegistration
-from .proxy import ConnectProxy
+from .tls import TLS_SCENARIOS
 
 __all__ = [
     "ALL_HOSTS",

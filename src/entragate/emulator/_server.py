@@ -4,9 +4,8 @@ One listening socket; each accepted connection gets a thread that completes the 
 handshake (the SNI callback picks the certificate) and then serves keep-alive requests
 with :class:`http.server.BaseHTTPRequestHandler`. The application callable returns a
 :class:`Response`, which may ask for an abrupt reset (RST via ``SO_LINGER`` 0) or a
-hang (read the request, never answer, until :meth:`TLSHTTPServer.stop`).
-``stop()`` closes the listener and shuts down every open connection, so hung or idle
-handlers return at once and the port is released.
+hang (read the request, never answer, until ``close()``, which shuts down every open
+connection so hung or idle handlers return at once).
 """
 
 from __future__ import annotations
@@ -18,32 +17,16 @@ import ssl
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from email.message import Message
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from ._http import Request, Response
+from ._listener import ThreadedListener, shutdown
 
 HANDSHAKE_TIMEOUT = 10.0
 IDLE_TIMEOUT = 120.0
 MAX_BODY = 16 * 1024 * 1024
-
-
-@dataclass
-class Request:
-    method: str
-    host: str
-    target: str
-    headers: Message
-    body: bytes
-    sni: str | None
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    action: str | None = None  # None | "reset" | "hang"
 
 
 @dataclass(eq=False)
@@ -54,7 +37,7 @@ class _Conn:
     sni: str | None = None
 
 
-class TLSHTTPServer:
+class TLSHTTPServer(ThreadedListener):
     def __init__(
         self,
         app: Callable[[Request], Response],
@@ -62,54 +45,19 @@ class TLSHTTPServer:
         now: Callable[[], float],
         on_event: Callable[[str], None],
     ) -> None:
+        super().__init__("emulator", backlog=128)
         self._app = app
         self._pick_context = pick_context
         self._now = now
         self._on_event = on_event
         self._lock = threading.Lock()
         self._conns: set[_Conn] = set()
-        self._threads: set[threading.Thread] = set()
-        self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
-        self.stopping = threading.Event()
         self.generation = 0
-        self.port = 0
-        self.host = "127.0.0.1"
         self.last_error: BaseException | None = None
         base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         base.minimum_version = ssl.TLSVersion.TLSv1_2
         base.sni_callback = self._sni
         self._base = base
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self, host: str, port: int) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.create_server((host, port), family=family, backlog=128)
-        self.host = host
-        self.port = self._listener.getsockname()[1]
-        self.stopping.clear()
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name=f"emulator-accept-{self.port}", daemon=True
-        )
-        self._accept_thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        if self._accept_thread is not None:
-            self._accept_thread.join(timeout=5)
-        with self._lock:
-            conns = list(self._conns)
-            threads = list(self._threads)
-        for c in conns:
-            _shutdown(c.sock)
-        for t in threads:
-            t.join(timeout=5)
 
     def drop_connections(self) -> None:
         """Close idle keep-alive connections and make busy ones close after their answer."""
@@ -117,7 +65,7 @@ class TLSHTTPServer:
             self.generation += 1
             idle = [c for c in self._conns if not c.busy]
         for c in idle:
-            _shutdown(c.sock)
+            shutdown(c.sock)
 
     # ------------------------------------------------------------------ internals
 
@@ -126,34 +74,20 @@ class TLSHTTPServer:
         with contextlib.suppress(AttributeError):
             sslobj.emulator_sni = server_name
 
-    def _accept_loop(self) -> None:
-        listener = self._listener
-        assert listener is not None
-        while not self.stopping.is_set():
-            try:
-                raw, _addr = listener.accept()
-            except OSError:
-                if self.stopping.is_set():
-                    return
-                continue
-            t = threading.Thread(target=self._serve, args=(raw,), name="emulator-conn", daemon=True)
-            with self._lock:
-                self._threads.add(t)
-            t.start()
-
-    def _serve(self, raw: socket.socket) -> None:
+    def serve_connection(self, sock: socket.socket) -> None:
         conn: _Conn | None = None
         try:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            raw.settimeout(HANDSHAKE_TIMEOUT)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(HANDSHAKE_TIMEOUT)
             try:
-                tls = self._base.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+                tls = self._base.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             except (OSError, ValueError):
-                raw.close()
+                sock.close()
                 return
             with self._lock:
                 conn = _Conn(tls, self.generation)
                 self._conns.add(conn)
+            self.track(tls)
             if self.stopping.is_set():
                 return
             try:
@@ -168,20 +102,12 @@ class TLSHTTPServer:
             self.last_error = e
             self._on_event("handler_error")
         finally:
-            with self._lock:
-                if conn is not None:
+            if conn is not None:
+                with self._lock:
                     self._conns.discard(conn)
-                self._threads.discard(threading.current_thread())
-            sock = conn.sock if conn is not None else raw
+                self.untrack(conn.sock)
             with contextlib.suppress(OSError):
-                sock.close()
-
-
-def _shutdown(sock: socket.socket) -> None:
-    # socket.socket.shutdown, not SSLSocket.shutdown: wake a blocked reader at the OS
-    # level without touching the SSL object another thread is using.
-    with contextlib.suppress(OSError, ValueError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                (conn.sock if conn is not None else sock).close()
 
 
 def _reset(sock: socket.socket) -> None:

@@ -27,14 +27,15 @@ import threading
 import weakref
 from pathlib import Path
 
-from . import _pki
+from ._listener import ThreadedListener
+from .pki import CA, new_key, write_public
 
 MODES = ("tunnel", "refuse407", "refuse403", "intercept")
 _HEAD_LIMIT = 65536
 _IO_TIMEOUT = 30.0
 
 
-class ConnectProxy:
+class ConnectProxy(ThreadedListener):
     def __init__(
         self,
         mode: str = "tunnel",
@@ -46,6 +47,7 @@ class ConnectProxy:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        super().__init__("proxy", backlog=64)
         self.mode = mode
         self.connect_map = {(h.lower(), p): t for (h, p), t in (connect_to or {}).items()}
         self.upstream_ca = upstream_ca
@@ -54,18 +56,12 @@ class ConnectProxy:
         self.errors: list[str] = []
         self._dir = Path(tempfile.mkdtemp(prefix="entragate-proxy-"))
         weakref.finalize(self, shutil.rmtree, self._dir, True)
-        self._ca = _pki.make_ca(_pki.name(intercept_ca_cn, intercept_ca_o))
+        self._ca = CA.new(intercept_ca_cn, intercept_ca_o)
         self.ca_path = self._dir / "proxy-ca.pem"
-        _pki.write_public(self.ca_path, self._ca.pem)
-        self._leaf_key = _pki.new_key()
+        write_public(self.ca_path, self._ca.cert_pem)
+        self._leaf_key = new_key()
         self._leaf_contexts: dict[str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._socks: set[socket.socket] = set()
-        self._threads: set[threading.Thread] = set()
-        self.port = 0
 
     @property
     def url(self) -> str:
@@ -73,31 +69,11 @@ class ConnectProxy:
         return f"http://{h}:{self.port}"
 
     def start(self) -> ConnectProxy:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._listener = socket.create_server((self.host, 0), family=family, backlog=64)
-        self.port = self._listener.getsockname()[1]
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._accept, name=f"proxy-{self.port}", daemon=True)
-        self._thread.start()
+        self.listen(self.host, 0)
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        with self._lock:
-            socks = list(self._socks)
-            threads = list(self._threads)
-        for s in socks:
-            with contextlib.suppress(OSError, ValueError):
-                socket.socket.shutdown(s, socket.SHUT_RDWR)
-        for t in threads:
-            t.join(timeout=5)
+        self.close()
 
     def __enter__(self) -> ConnectProxy:
         return self.start() if self._listener is None else self
@@ -107,28 +83,8 @@ class ConnectProxy:
 
     # ------------------------------------------------------------------ internals
 
-    def _accept(self) -> None:
-        listener = self._listener
-        assert listener is not None
-        while not self._stopping.is_set():
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                continue
-            t = threading.Thread(target=self._handle, args=(client,), daemon=True)
-            with self._lock:
-                self._threads.add(t)
-            t.start()
-
-    def _track(self, s: socket.socket) -> socket.socket:
-        with self._lock:
-            self._socks.add(s)
-        return s
-
-    def _handle(self, client: socket.socket) -> None:
-        opened: list[socket.socket] = [self._track(client)]
+    def serve_connection(self, client: socket.socket) -> None:
+        opened: list[socket.socket] = [self.track(client)]
         try:
             client.settimeout(_IO_TIMEOUT)
             head = _read_head(client)
@@ -173,10 +129,10 @@ class ConnectProxy:
                 self.errors.append(f"connect {upstream_addr}: {e}")
                 _answer(client, 502, "Bad Gateway", f"Cannot connect to {host}:{port}.")
                 return
-            opened.append(self._track(upstream))
+            opened.append(self.track(upstream))
             client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             if self.mode == "tunnel":
-                _relay(client, upstream, self._stopping)
+                _relay(client, upstream, self.stopping)
                 return
             # intercept: TLS to the client with our own leaf, verified TLS upstream.
             server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -187,7 +143,7 @@ class ConnectProxy:
             except (OSError, ssl.SSLError) as e:
                 self.errors.append(f"client handshake: {e}")
                 return
-            opened.append(self._track(tls_client))
+            opened.append(self.track(tls_client))
             sni = getattr(tls_client, "proxy_sni", None) or host
             up_ctx = ssl.create_default_context(cafile=str(self.upstream_ca) if self.upstream_ca else None)
             try:
@@ -195,29 +151,22 @@ class ConnectProxy:
             except (OSError, ssl.SSLError) as e:
                 self.errors.append(f"upstream handshake {sni}: {e}")
                 return
-            opened.append(self._track(tls_up))
-            _relay(tls_client, tls_up, self._stopping)
+            opened.append(self.track(tls_up))
+            _relay(tls_client, tls_up, self.stopping)
         except (OSError, ssl.SSLError) as e:
             self.errors.append(str(e))
         finally:
             for s in opened:
                 with contextlib.suppress(OSError):
                     s.close()
-            with self._lock:
-                self._socks.difference_update(opened)
-                self._threads.discard(threading.current_thread())
+            self.untrack(*opened)
 
     def _leaf_files(self, name: str) -> tuple[Path, Path]:
         with self._lock:
             cert = self._dir / f"{name}.pem"
             if not cert.exists():
-                leaf = _pki.make_leaf(
-                    [name],
-                    issuer=self._ca,
-                    key=self._leaf_key,
-                    subject=_pki.name(name),
-                )
-                return _pki.chain_files(self._dir, name, leaf, [self._ca])
+                leaf = self._ca.issue(name, key=self._leaf_key)
+                return leaf.write(self._dir, name, chain=[self._ca])
             return cert, self._dir / f"{name}.key"
 
     def _sni(self, sslobj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _ctx: ssl.SSLContext) -> None:

@@ -42,7 +42,14 @@ class EntraError(Exception):
         status: int | None = None,
         graph_code: str | None = None,
         hint: str | None = None,
+        **facts: Any,
     ) -> None:
+        # A subclass declares the facts of its own failure as class attributes with a
+        # default (``retry_after``, ``verify_code`` …); only those may be passed.
+        for name, value in facts.items():
+            if name.startswith("_") or not hasattr(type(self), name):
+                raise TypeError(f"{type(self).__name__} has no fact {name!r}")
+            setattr(self, name, value)
         self.detail = detail
         self.host = host
         self.operation = operation
@@ -104,10 +111,7 @@ class AuthenticationFailed(EntraError):
     """The token endpoint refused the credentials (``aadsts`` holds its AADSTS code), or Graph answered 401."""
 
     code = Code.ENTRA001
-
-    def __init__(self, detail: str, *, aadsts: int | None = None, **kw: Any) -> None:
-        self.aadsts = aadsts
-        super().__init__(detail, **kw)
+    aadsts: int | None = None
 
 
 class AuthorizationFailed(EntraError):
@@ -120,13 +124,8 @@ class TlsNotTrusted(EntraError):
     """TCP connected but certificate verification failed; ``verify_code`` is OpenSSL's."""
 
     code = Code.ENTRA003
-
-    def __init__(
-        self, detail: str, *, verify_code: int | None = None, verify_message: str = "", **kw: Any
-    ) -> None:
-        self.verify_code = verify_code
-        self.verify_message = verify_message
-        super().__init__(detail, **kw)
+    verify_code: int | None = None
+    verify_message: str = ""
 
 
 class TimedOut(EntraError):
@@ -139,10 +138,7 @@ class Throttled(EntraError):
     """Graph or the token endpoint answered 429; ``retry_after`` when it said how long."""
 
     code = Code.ENTRA005
-
-    def __init__(self, detail: str, *, retry_after: float | None = None, **kw: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(detail, **kw)
+    retry_after: float | None = None
 
 
 class LocationProblem(EntraError):
@@ -167,10 +163,7 @@ class ProxyRefused(EntraError):
     """The proxy answered CONNECT with non-2xx (407 authentication, 403 policy); ``proxy_status``."""
 
     code = Code.ENTRA009
-
-    def __init__(self, detail: str, *, proxy_status: int | None = None, **kw: Any) -> None:
-        self.proxy_status = proxy_status
-        super().__init__(detail, **kw)
+    proxy_status: int | None = None
 
 
 ERROR_TYPES: dict[Code, type[EntraError]] = {

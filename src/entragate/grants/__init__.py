@@ -10,6 +10,7 @@ from .store import (
     StoreUnavailable,
     parse_rfc3339,
     rfc3339,
+    store_kind,
     utcnow,
 )
 from .validation import (
@@ -55,12 +56,10 @@ def open_store(url: str) -> GrantStore:
     an unsupported URL.
     """
     url = url.strip()
-    if url.startswith("sqlite:"):
-        from .sqlite import SQLiteGrantStore, path_from_url
-
-        return SQLiteGrantStore(path_from_url(url))
-    if url.startswith(("postgresql://", "postgres://")):
+    if store_kind(url) == "postgresql":
         from .postgres import PostgresGrantStore
 
         return PostgresGrantStore(url)
-    raise ValueError(f"unsupported grant store URL {url!r}: use sqlite:///path or postgresql://…")
+    from .sqlite import SQLiteGrantStore, path_from_url
+
+    return SQLiteGrantStore(path_from_url(url))

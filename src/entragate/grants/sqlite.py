@@ -4,11 +4,17 @@ One connection per store object, serialised by a lock (the store is shared by
 HTTP handler threads and the writer thread). Other processes (the CLI while an
 agent runs) use their own connection; ``BEGIN IMMEDIATE`` plus a busy timeout
 serialise writers across processes, so the capacity check inside ``add`` is atomic.
+
+Its writer lease (docs/design.md#lease), :class:`LocalWriterLease`, is an ``flock``
+on a lock file beside the database, so two agents started on one file cannot both
+write (the second one waits as a standby). The kernel drops the lock when the
+holder's process dies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 import threading
@@ -17,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .lease import WriterLease
 from .store import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -178,6 +185,10 @@ class SQLiteGrantStore(GrantStore):
 
     # ------------------------------------------------------------------ backend hooks
 
+    def writer_lease(self, tenant_id: str) -> LocalWriterLease:
+        # One lock per database file, not per tenant: a SQLite store serves one tenant today.
+        return LocalWriterLease(lock_file_for(self.path))
+
     def _db_time(self, value: datetime) -> int:
         return _to_us(value)
 
@@ -223,3 +234,81 @@ class SQLiteGrantStore(GrantStore):
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.close()
                 self._conn = None
+
+
+# ---------------------------------------------------------------------- the writer lease
+
+
+def lock_file_for(database: Path) -> Path:
+    """``/var/lib/entragate/grants.db`` → ``/var/lib/entragate/grants.db.writer.lock``."""
+    return database.with_name(database.name + ".writer.lock")
+
+
+class LocalWriterLease(WriterLease):
+    """An exclusive ``flock`` on a lock file (beside the SQLite database)."""
+
+    kind = "lock-file"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._why = "another agent holds the writer lease"
+
+    def __repr__(self) -> str:
+        return f"LocalWriterLease({str(self.path)!r})"
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._fd is not None:
+                return True
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                self._why = f"cannot open lock file {self.path}: {exc.strerror or exc}"
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _read_holder(fd)
+                os.close(fd)
+                if isinstance(exc, BlockingIOError):
+                    who = f" (pid {holder})" if holder else ""
+                    self._why = f"another agent{who} holds lock file {self.path} on this store"
+                else:
+                    self._why = f"cannot lock {self.path}: {exc.strerror or exc}"
+                return False
+            with contextlib.suppress(OSError):  # for operators: who holds it
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            self._fd = fd
+            return True
+
+    def held(self) -> bool:
+        # flock belongs to our open file description: it lasts exactly as long as the fd.
+        return self._fd is not None
+
+    def release(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+            if fd is None:
+                return
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": str(self.path)}
+
+    def why_not(self) -> str:
+        return self._why
+
+
+def _read_holder(fd: int) -> str | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return text if text.isdigit() else None

@@ -11,9 +11,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .validation import InvalidGrant, normalize_cidr, validate_acl, validate_user
+
+if TYPE_CHECKING:  # lease.py imports this module
+    from .lease import WriterLease
 
 SCHEMA_VERSION = 1
 COLUMNS = "acl, username, cidr, expires_at, created_at, source, note"
@@ -27,6 +30,15 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached or used right now (the API answers 503)."""
+
+
+def store_kind(url: str) -> Literal["sqlite", "postgresql"]:
+    """Which backend a grant store URL names: ``sqlite:…`` or ``postgresql://`` (``postgres://``)."""
+    if url.startswith("sqlite:"):
+        return "sqlite"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql"
+    raise ValueError(f"unsupported grant store URL {url!r}: use sqlite:///path or postgresql://…")
 
 
 def utcnow() -> datetime:
@@ -208,6 +220,10 @@ class GrantStore(abc.ABC):
     @abc.abstractmethod
     def change_seq(self) -> int:
         """Monotonically increasing counter bumped by every committed mutation."""
+
+    @abc.abstractmethod
+    def writer_lease(self, tenant_id: str) -> WriterLease:
+        """The lease that admits one writer of ``tenant_id`` among the agents on this store."""
 
     def wait_for_change(self, since: int, timeout: float) -> int:
         """Block until ``change_seq() > since`` or ``timeout`` seconds pass; return change_seq.

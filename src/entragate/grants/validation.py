@@ -315,20 +315,13 @@ def validate_user(user: object) -> str:
 
     Surrounding whitespace is trimmed.
     """
-    if not isinstance(user, str):
-        raise InvalidGrant("invalid_user", f"user {user!r} must be a string", user)
-    text = user.strip()
-    if not text:
-        raise InvalidGrant("invalid_user", "user is empty; every grant names who holds it", user)
-    if len(text) > MAX_USER_LEN:
-        raise InvalidGrant(
-            "invalid_user",
-            f"user {text[:32]!r}… is {len(text)} characters; at most {MAX_USER_LEN}",
-            user,
-        )
-    if has_unsafe_characters(text):
-        raise InvalidGrant("invalid_user", f"user {text!r} contains control characters", user)
-    return text
+    return _validate_name(
+        user,
+        "user",
+        max_len=MAX_USER_LEN,
+        empty="every grant names who holds it",
+        unsafe="control characters",
+    )
 
 
 def validate_acl(acl: object) -> str:
@@ -337,17 +330,31 @@ def validate_acl(acl: object) -> str:
     (It appears in URL paths such as ``/v1/acls/{acl}/flush``.) Surrounding
     whitespace is trimmed. Whether the ACL is configured is the caller's business.
     """
-    if not isinstance(acl, str):
-        raise InvalidGrant("invalid_acl", f"acl {acl!r} must be a string", acl)
-    text = acl.strip()
+    return _validate_name(
+        acl,
+        "acl",
+        max_len=MAX_ACL_LEN,
+        empty="name the access list",
+        unsafe="a control character or '/'",
+        forbidden="/",
+    )
+
+
+def _validate_name(
+    value: object, what: str, *, max_len: int, empty: str, unsafe: str, forbidden: str = ""
+) -> str:
+    """A trimmed, non-empty string of at most ``max_len`` characters, none of them unsafe
+    or in ``forbidden``; otherwise ``InvalidGrant("invalid_" + what)``."""
+    code = f"invalid_{what}"
+    if not isinstance(value, str):
+        raise InvalidGrant(code, f"{what} {value!r} must be a string", value)
+    text = value.strip()
     if not text:
-        raise InvalidGrant("invalid_acl", "acl is empty; name the access list", acl)
-    if len(text) > MAX_ACL_LEN:
+        raise InvalidGrant(code, f"{what} is empty; {empty}", value)
+    if len(text) > max_len:
         raise InvalidGrant(
-            "invalid_acl",
-            f"acl {text[:32]!r}… is {len(text)} characters; at most {MAX_ACL_LEN}",
-            acl,
+            code, f"{what} {text[:32]!r}… is {len(text)} characters; at most {max_len}", value
         )
-    if has_unsafe_characters(text) or "/" in text:
-        raise InvalidGrant("invalid_acl", f"acl {text!r} contains a control character or '/'", acl)
+    if has_unsafe_characters(text) or any(ch in text for ch in forbidden):
+        raise InvalidGrant(code, f"{what} {text!r} contains {unsafe}", value)
     return text

@@ -3,7 +3,7 @@
 Pure functions, no I/O. Everything works on exact address sets: nothing here
 ever places an address that is not in ``static ∪ granted``.
 
-Placement (SPEC §4): the ACL's named locations are ``NAME``, ``NAME (2)``, … A
+Placement (docs/design.md#placement): the ACL's named locations are ``NAME``, ``NAME (2)``, … A
 desired range keeps living in the location that already holds its addresses;
 only addresses that no location holds are "new", and all new addresses go to one
 location with room (preferably one that is being written anyway), so one new
@@ -144,7 +144,7 @@ class LocationPlan:
 @dataclass(frozen=True)
 class Plan:
     locations: list[LocationPlan]
-    overflow: list[str]  # desired addresses that fit nowhere: refuse their grants (ENTRA007)
+    overflow: list[str]  # desired addresses that fit nowhere: refuse their grants (Code.ENTRA007)
     desired: list[str]
 
     @property

@@ -1,0 +1,86 @@
+"""Verify: find each shard's named location in what Entra holds, and notice hand edits.
+
+The writer reads every named location in one paged list (docs/design.md#writer)
+and adopts what it finds as the applied state. A location edited by hand (in the
+portal) then differs from the plan, so the next write repairs it: drift is only
+logged here, never written around.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from entragate.config import AclConfig
+from entragate.errors import EntraError, LocationProblem
+from entragate.graph.client import NamedLocation
+from entragate.logs import get_logger
+from entragate.sync.ranges import location_name
+from entragate.sync.state import LocationState
+
+Park = Callable[[LocationState, EntraError], None]
+
+
+def adopt(
+    acl: AclConfig, states: list[LocationState], locations: list[NamedLocation], *, host: str, park: Park
+) -> None:
+    """Match the ACL's shards, in order, to ``locations`` (the first shard names the rest)."""
+    for state in states:
+        _adopt_one(acl, state, states[0], locations, host=host, park=park)
+
+
+def _adopt_one(
+    acl: AclConfig,
+    state: LocationState,
+    first: LocationState,
+    locations: list[NamedLocation],
+    *,
+    host: str,
+    park: Park,
+) -> None:
+    by_id = [loc for loc in locations if loc.id == acl.location] if state.index == 0 else []
+    if by_id:
+        matches = by_id
+    else:
+        name = state.name
+        if state.index > 0 and first.location is not None:
+            name = location_name(first.location.display_name, state.index)
+        matches = [loc for loc in locations if loc.display_name == name]
+    if len(matches) > 1:
+        state.location, state.applied = None, None
+        park(
+            state,
+            LocationProblem(
+                f"{len(matches)} named locations are called {state.name!r}",
+                host=host,
+                operation="find named location",
+                hint="rename the duplicates or configure the location by id",
+            ),
+        )
+        return
+    if not matches:
+        state.location, state.applied = None, None
+        return
+    found = matches[0]
+    if not found.is_ip:
+        park(
+            state,
+            LocationProblem(
+                f"named location {state.name!r} is not an IP ranges location",
+                host=host,
+                operation="find named location",
+            ),
+        )
+        return
+    if state.applied is not None and state.applied != set(found.cidrs):
+        get_logger(component="sync").warning(
+            "location.drift",
+            acl=acl.name,
+            location=found.display_name,
+            unexpected=sorted(set(found.cidrs) - state.applied) if state.applied else [],
+            missing=sorted(state.applied - set(found.cidrs)) if state.applied else [],
+        )
+    state.location = found
+    state.name = found.display_name
+    state.applied = set(found.cidrs)
+    if state.last_error is not None and isinstance(state.last_error, LocationProblem):
+        state.last_error, state.parked_until = None, 0.0
