@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from entragate.config import CLOUDS, Secret
-from entragate.emulator import Emulator
+from entragate.emulator import Emulator, EmulatorFault
 from entragate.errors import EntraError, LocationProblem
 from entragate.graph import GraphClient, TokenProvider
 from entragate.graph.client import IP_LOCATION, LOCATIONS_PATH
@@ -170,3 +170,32 @@ def test_every_request_carries_a_client_request_id(emu: Emulator, app: object) -
     graph.create_location("Ids", ["81.2.69.142/32"])
     writes = emu.writes(app.tenant_id)  # type: ignore[attr-defined]
     assert writes and all(w.client_request_id for w in writes)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [(EmulatorFault("status", host="login", status=503, path="token", count=1), "ENTRA008"),
+     (EmulatorFault("throttle", host="login", path="token", count=1), "ENTRA005")],
+)
+def test_token_endpoint_failure_keeps_its_code_while_msal_answers_from_cache(
+    emu: Emulator, app: object, fault: EmulatorFault, code: str
+) -> None:
+    """msal caches a 5xx/429 answer for seconds: the repeated acquisitions that it answers
+    itself (no request reaches the token endpoint) report what Microsoft said."""
+    config = make_config(emu, app)  # type: ignore[arg-type]
+    tokens = TokenProvider(config, new_session(config))
+    emu.set_fault(fault)
+    emu.reset_counters()
+    for _ in range(4):
+        with pytest.raises(EntraError) as info:
+            tokens.access_token()
+        assert info.value.code == code, info.value
+    assert emu.counters.get("token", 0) == 1  # the first only: msal answered the rest
+
+
+def test_token_endpoint_is_never_regional(emu: Emulator, app: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MSAL_FORCE_REGION", "westus2")
+    config = make_config(emu, app)  # type: ignore[arg-type]
+    emu.reset_counters()
+    assert TokenProvider(config, new_session(config)).access_token()
+    assert emu.counters.get("token", 0) == 1  # served by login.microsoftonline.com itself
