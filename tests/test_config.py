@@ -49,6 +49,7 @@ rate = 2
     assert config.timeout == 3.0
     assert config.acls["staff"].static == ("81.2.69.0/24",)
     assert config.acls["staff"].max_locations == 3
+    assert config.acls["staff"].create is False  # a typo must not create a new location
     assert config.agent.listen_port == 9999
     assert config.agent.rate == 2.0
     assert config.client_secret is not None and config.client_secret.reveal() == "s3cr3t-value"
