@@ -66,6 +66,7 @@ def test_environment_overrides_file_and_secret_file(tmp_path: Path) -> None:
     )
     assert config.client_secret is not None and config.client_secret.reveal() == "from-a-file"
     assert config.graph_host == "microsoftgraph.chinacloudapi.cn"
+    assert config.login_host == "login.partner.microsoftonline.cn"
     assert config.ca_bundle == Path("/etc/corp.pem")
     assert config.ca_bundle_origin == "ENTRAGATE_CA_BUNDLE"
     assert config.agent.rate == 0.5

@@ -325,6 +325,16 @@ def test_entra001_expired_secret(tenant: Tenant) -> None:
     assert_failure(report, "ENTRA001", "token", ["aadsts_7000222"])
 
 
+def test_entra001_blocked_by_a_workload_identity_policy(tenant: Tenant) -> None:
+    tenant.emu.block_workload_identity(tenant.tenant_id, tenant.client_id)
+    report = tenant.run()
+    assert_failure(report, "ENTRA001", "token", ["workload_identity_blocked"])
+    token = report.check("token")
+    assert token.causes[0].details["aadsts"] == 53003
+    assert any("Service principal sign-ins" in line for line in token.fix)
+    assert any("exclude this app" in line for line in token.fix)
+
+
 def test_entra001_wrong_tenant(tenant: Tenant) -> None:
     report = tenant.run(tenant.config(tenant_id="00000000-0000-4000-8000-000000000001"))
     assert_failure(report, "ENTRA001", "token", ["aadsts_90002"])

@@ -199,3 +199,32 @@ def test_token_endpoint_is_never_regional(emu: Emulator, app: object, monkeypatc
     emu.reset_counters()
     assert TokenProvider(config, new_session(config)).access_token()
     assert emu.counters.get("token", 0) == 1  # served by login.microsoftonline.com itself
+
+
+def test_workload_identity_policy_block_is_entra001_53003(emu: Emulator, app: object) -> None:
+    config = make_config(emu, app)  # type: ignore[arg-type]
+    emu.block_workload_identity(app.tenant_id, app.client_id)  # type: ignore[attr-defined]
+    with pytest.raises(EntraError) as info:
+        TokenProvider(config, new_session(config)).access_token()
+    assert info.value.code == "ENTRA001" and getattr(info.value, "aadsts", None) == 53003
+    assert "Conditional Access" in info.value.message
+
+
+def test_other_location_types_are_listed_and_never_managed(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    tid = app.tenant_id  # type: ignore[attr-defined]
+    emu.create_country_location(tid, "Countries", ["NL"])
+    emu.create_compliant_network_location(tid, "All Compliant Network locations")
+    ip = graph.create_location("Entragate staff", ["81.2.69.142/32"])
+    kinds = {loc.display_name: loc.odata_type for loc in graph.list_locations()}
+    assert kinds["All Compliant Network locations"] == "#microsoft.graph.compliantNetworkNamedLocation"
+    assert graph.find_location("entragate STAFF") == ip
+    with pytest.raises(LocationProblem, match="compliantNetworkNamedLocation location, not an IP"):
+        graph.find_location("All Compliant Network locations")
+
+
+def test_missing_location_id_is_graphs_404_and_entra006(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    with pytest.raises(LocationProblem) as info:
+        graph.get_location("0b7a6f10-9f6e-4a55-8d1e-3c0c61d2a9f4")
+    assert info.value.status == 404 and info.value.graph_code == "ResourceNotFound"

@@ -36,7 +36,7 @@ _STATUS_CODES = {
     400: "BadRequest",
     401: "InvalidAuthenticationToken",
     403: "Authorization_RequestDenied",
-    404: "itemNotFound",
+    404: "ResourceNotFound",
     409: "Conflict",
     413: "RequestEntityTooLarge",
     500: "generalException",
@@ -61,7 +61,9 @@ def _entity_context(host: str) -> dict[str, Any]:
 
 
 def _not_found(loc_id: str) -> GraphError:
-    return GraphError(404, "itemNotFound", f"The named location '{loc_id}' was not found.")
+    # Graph's Conditional Access routes answer a missing id with ResourceNotFound.
+    return GraphError(404, "ResourceNotFound", f"Resource '{loc_id}' does not exist or one of its queried "
+                      "reference-property objects are not present.")
 
 
 class GraphApi:

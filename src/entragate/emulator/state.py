@@ -27,21 +27,31 @@ from typing import Any
 from cryptography import x509
 
 from ._http import GraphError
-from .locations import COUNTRY_TYPE, IP_TYPE, graph_time, ip_ranges, new_location, patch_location
+from .locations import (
+    COMPLIANT_NETWORK_TYPE,
+    COUNTRY_TYPE,
+    IP_TYPE,
+    graph_time,
+    ip_ranges,
+    new_location,
+    patch_location,
+)
 
 CLOUDS: dict[str, tuple[str, str]] = {
     "global": ("login.microsoftonline.com", "graph.microsoft.com"),
     "usgov": ("login.microsoftonline.us", "graph.microsoft.us"),
     "usgov-dod": ("login.microsoftonline.us", "dod-graph.microsoft.us"),
-    "china": ("login.chinacloudapi.cn", "microsoftgraph.chinacloudapi.cn"),
+    "china": ("login.partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
 }
+#: Login hosts a cloud still answers on besides its current one.
+OLDER_LOGIN_HOSTS: dict[str, str] = {"login.chinacloudapi.cn": "china"}
 DOMAIN_SUFFIX = {
     "global": "onmicrosoft.com",
     "usgov": "onmicrosoft.us",
     "usgov-dod": "onmicrosoft.us",
     "china": "partner.onmschina.cn",
 }
-LOGIN_HOSTS: tuple[str, ...] = tuple(dict.fromkeys(v[0] for v in CLOUDS.values()))
+LOGIN_HOSTS: tuple[str, ...] = tuple(dict.fromkeys([*(v[0] for v in CLOUDS.values()), *OLDER_LOGIN_HOSTS]))
 GRAPH_HOSTS: tuple[str, ...] = tuple(dict.fromkeys(v[1] for v in CLOUDS.values()))
 ALL_HOSTS: tuple[str, ...] = LOGIN_HOSTS + GRAPH_HOSTS
 
@@ -57,7 +67,8 @@ _DNS_RE = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])
 
 def cloud_of_host(host: str) -> list[str]:
     """Clouds served by ``host`` (a login host can serve two: usgov and usgov-dod)."""
-    return [c for c, (login, graph) in CLOUDS.items() if host in (login, graph)]
+    found = [c for c, (login, graph) in CLOUDS.items() if host in (login, graph)]
+    return found + ([OLDER_LOGIN_HOSTS[host]] if host in OLDER_LOGIN_HOSTS else [])
 
 
 def tenant_segment_kind(segment: str) -> str:
@@ -93,6 +104,8 @@ class App:
     certificates: list[x509.Certificate]
     roles: set[str]
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: A Conditional Access policy for workload identities blocks this app (AADSTS53003).
+    blocked_by_policy: bool = False
 
 
 @dataclass
@@ -215,6 +228,12 @@ class TenantState:
         with self.lock:
             app.roles = set(roles)
 
+    def block_workload_identity(self, tenant_id: str, client_id: str, blocked: bool = True) -> None:
+        """A workload-identity Conditional Access policy blocks (or stops blocking) the app."""
+        app = self._registered_app(tenant_id, client_id)
+        with self.lock:
+            app.blocked_by_policy = blocked
+
     def set_secret_expired(self, tenant_id: str, client_id: str, expired: bool = True) -> None:
         app = self._registered_app(tenant_id, client_id)
         with self.lock:
@@ -274,6 +293,24 @@ class TenantState:
     ) -> str:
         body = {"@odata.type": COUNTRY_TYPE, "displayName": display_name, "countriesAndRegions": countries}
         return self._portal_create(tenant_id, body)
+
+    def create_compliant_network_location(self, tenant_id: str, display_name: str = "All Compliant Network locations") -> str:
+        """The location Global Secure Access adds (it cannot be made through Graph)."""
+        t = self.tenant(tenant_id)
+        stamp = graph_time(self.now())
+        location_id = str(uuid.uuid4())
+        obj: dict[str, Any] = {
+            "@odata.type": COMPLIANT_NETWORK_TYPE,
+            "id": location_id,
+            "displayName": display_name,
+            "createdDateTime": stamp,
+            "modifiedDateTime": stamp,
+            "compliantNetworkType": "allTenantCompliantNetworks",
+            "isTrusted": True,
+        }
+        with self.lock:
+            t.locations[location_id] = obj
+        return location_id
 
     def _portal_create(self, tenant_id: str, body: dict[str, Any]) -> str:
         t = self.tenant(tenant_id)
