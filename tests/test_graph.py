@@ -228,3 +228,35 @@ def test_missing_location_id_is_graphs_404_and_entra006(emu: Emulator, app: obje
     with pytest.raises(LocationProblem) as info:
         graph.get_location("0b7a6f10-9f6e-4a55-8d1e-3c0c61d2a9f4")
     assert info.value.status == 404 and info.value.graph_code == "ResourceNotFound"
+
+
+def test_emulated_read_after_write_lag(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    tid = app.tenant_id  # type: ignore[attr-defined]
+    location = graph.create_location("Lagging", ["81.2.69.1/32"])
+    emu.read_lag_seconds = 60.0
+    try:
+        graph.replace_ranges(location, ["81.2.69.2/32"])
+        assert graph.get_location(location.id).cidrs == ("81.2.69.1/32",)  # the previous version
+        assert [loc.cidrs for loc in graph.list_locations()] == [("81.2.69.1/32",)]
+        assert emu.locations(tid)[0]["ipRanges"][0]["cidrAddress"] == "81.2.69.2/32"  # what Graph holds
+        fresh = graph.create_location("Fresh", ["81.2.69.3/32"])
+        assert fresh.id not in {loc.id for loc in graph.list_locations()}  # not listed yet
+    finally:
+        emu.read_lag_seconds = 0.0
+    assert [loc.cidrs for loc in graph.list_locations()] == [("81.2.69.2/32",), ("81.2.69.3/32",)]
+
+
+def test_deleted_location_stays_restorable_and_its_name_is_free(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    tid = app.tenant_id  # type: ignore[attr-defined]
+    old = graph.create_location("Entragate staff", ["81.2.69.1/32"])
+    graph.delete_location(old)
+    assert [d["id"] for d in emu.deleted_locations(tid)] == [old.id]
+    new = graph.create_location("Entragate staff", ["81.2.69.2/32"])  # the same name is allowed
+    assert new.id != old.id
+    emu.restore_location(tid, old.id)
+    assert {loc.id for loc in graph.list_locations()} == {old.id, new.id}
+    assert graph.get_location(old.id).cidrs == ("81.2.69.1/32",)
+    with pytest.raises(LocationProblem, match="2 named locations"):
+        graph.find_location("Entragate staff")  # a restore can make a name ambiguous

@@ -346,3 +346,35 @@ def test_the_running_agent_reports_entra006_for_a_missing_id_and_creates_nothing
         assert not [w for w in emu.writes(app.tenant_id) if w.method == "POST"]
     finally:
         agent.stop()
+
+
+def test_read_after_write_lag_costs_no_rewrite_and_no_drift(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    """Graph may show the old list for seconds after a PATCH: the agent keeps what it wrote
+    and polls until a read agrees, instead of repairing a stale read in a loop."""
+    import io
+    import json
+    import logging
+
+    from entragate.logs import configure_logging
+
+    emu.read_lag_seconds = 5.0
+    emu.create_location(app.tenant_id, LOCATION, [PLACEHOLDER])
+    stream = io.StringIO()
+    configure_logging(json_lines=True, level=logging.INFO, stream=stream)
+    agent = start_agent(emu, app, tmp_path, agent={"rate": 50.0, "verify_interval": 0.5})
+    try:
+        changes = ["81.2.69.1", "81.2.69.2", "81.2.69.3"]
+        before = len(emu.writes(app.tenant_id))
+        for n, address in enumerate(changes, 1):
+            agent.service.grant("staff", address, f"user{n}", ttl=3600, source="test")
+            assert wait_for(lambda n=n: len(remote_ranges(emu, app.tenant_id) or ()) == n, 30)  # type: ignore[misc]
+            reads = emu.counters.get("GET namedLocations", 0)
+            # reads that land inside the lag window see the previous list
+            assert wait_for(lambda r=reads: emu.counters.get("GET namedLocations", 0) >= r + 4, 60)  # type: ignore[misc]
+        writes = [w for w in emu.writes(app.tenant_id)[before:] if w.method in ("PATCH", "POST")]
+        assert len(writes) <= 2 * len(changes), [w.ranges for w in writes]
+        assert remote_ranges(emu, app.tenant_id) == {f"{a}/32" for a in changes}
+        events = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+        assert not [e for e in events if e.get("event") == "location.drift"]
+    finally:
+        agent.stop()

@@ -254,7 +254,8 @@ class GraphApi:
         offset = decode_skiptoken(query["$skiptoken"][0]) if "$skiptoken" in query else 0
         fields = _selected_fields(query)
         with self._state.lock:
-            items = [o for o in tenant.locations.values() if pred is None or pred(o)]
+            shown = tenant.history.visible(tenant.locations, self._state.now(), self._state.read_lag_seconds)
+            items = [o for o in shown if pred is None or pred(o)]
             chunk = [select(o, fields) for o in items[offset : offset + page]]
         base = f"https://{req.host}{req.target.split('?', 1)[0]}"
         version = "beta" if "/beta/" in base else "v1.0"
@@ -272,7 +273,7 @@ class GraphApi:
     def _get(self, ex: Exchange, tenant: Tenant, loc_id: str, query: dict[str, list[str]]) -> Response:
         fields = _selected_fields(query)
         with self._state.lock:
-            obj = tenant.locations.get(loc_id)
+            obj = tenant.history.visible_one(tenant.locations, loc_id, self._state.now(), self._state.read_lag_seconds)
             if obj is None:
                 raise _not_found(loc_id)
             out = _entity_context(tenant.graph_host)
@@ -290,6 +291,7 @@ class GraphApi:
                     f"The tenant already has {len(tenant.locations)} named locations; at most {MAX_LOCATIONS} are allowed.",
                 )
             tenant.locations[obj["id"]] = obj
+            self._remember(tenant, obj["id"], None)
             ranges = [r["cidrAddress"] for r in obj.get("ipRanges", [])] if obj["@odata.type"] == IP_TYPE else None
             self._log_write(tenant, "POST", obj["id"], ex, ranges)
             out = _entity_context(req.host)
@@ -304,7 +306,9 @@ class GraphApi:
             obj = tenant.locations.get(loc_id)
             if obj is None:
                 raise _not_found(loc_id)
+            before = copy.deepcopy(obj)
             ranges = patch_location(obj, body, self._state.now())
+            self._remember(tenant, loc_id, before)
             self._log_write(tenant, "PATCH", loc_id, ex, ranges)
         return Response(204, b"", self._headers(ex, None))
 
@@ -320,8 +324,14 @@ class GraphApi:
                     "A trusted named location cannot be deleted. Mark it as not trusted (isTrusted false) first.",
                 )
             del tenant.locations[loc_id]
+            self._remember(tenant, loc_id, obj)
+            if self._state.keep_deleted:  # restorable, like Graph's deleted items
+                tenant.history.deleted[loc_id] = obj
             self._log_write(tenant, "DELETE", loc_id, ex, None)
         return Response(204, b"", self._headers(ex, None))
+
+    def _remember(self, tenant: Tenant, loc_id: str, before: dict[str, Any] | None) -> None:
+        tenant.history.record(loc_id, before, self._state.now(), self._state.read_lag_seconds)
 
     def _log_write(self, tenant: Tenant, method: str, loc_id: str, ex: Exchange, ranges: list[str] | None) -> None:
         self._state.log_write(

@@ -4,7 +4,9 @@ directory (docs/design.md#emulator).
 
 Everything is in memory except what lives in ``state_dir`` (the TLS root CA, written by
 the TLS module). One re-entrant ``lock`` guards it all; the token service and the Graph
-routes take it too.
+routes take it too.  The file is over 400 lines because it is that one locked piece: the
+tenant model and the portal actions on it share the lock and the records, and splitting
+them would spread one invariant over two modules.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from cryptography import x509
 
 from ._http import GraphError
+from .history import LocationHistory
 from .locations import (
     COMPLIANT_NETWORK_TYPE,
     COUNTRY_TYPE,
@@ -117,6 +120,7 @@ class Tenant:
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
     bucket: float = 1.0  # the Graph throttle's token bucket
     bucket_time: float | None = None
+    history: LocationHistory = field(default_factory=LocationHistory)
 
     @property
     def login_host(self) -> str:
@@ -155,8 +159,9 @@ class TenantState:
     """Tenants, apps and named locations; the emulated clock; counters and logs.
 
     ``rate_limit`` (Graph requests per second per tenant, None: off), ``token_lifetime``,
-    ``page_size`` and ``date_offset_seconds`` (the server clock's skew) may be changed
-    while the emulator runs.
+    ``page_size``, ``date_offset_seconds`` (the server clock's skew), ``read_lag_seconds``
+    (Graph's read-after-write lag, 0: off) and ``keep_deleted`` (DELETE keeps a
+    restorable deleted item) may be changed while the emulator runs.
     """
 
     def __init__(self, state_dir: Path | None, rate_limit: float | None, token_lifetime: int) -> None:
@@ -169,6 +174,8 @@ class TenantState:
         self.token_lifetime = token_lifetime
         self.date_offset_seconds = 0
         self.page_size = 100
+        self.read_lag_seconds = 0.0
+        self.keep_deleted = True
         self.lock = threading.RLock()
         self._tenants: dict[str, Tenant] = {}
         self._counters: Counter[str] = Counter()
@@ -343,7 +350,20 @@ class TenantState:
     def delete_location(self, tenant_id: str, location_id: str) -> None:
         t = self.tenant(tenant_id)
         with self.lock:
-            del t.locations[location_id]
+            obj = t.locations.pop(location_id)
+            if self.keep_deleted:
+                t.history.deleted[location_id] = obj
+
+    def deleted_locations(self, tenant_id: str) -> list[dict[str, Any]]:
+        t = self.tenant(tenant_id)
+        with self.lock:
+            return copy.deepcopy(list(t.history.deleted.values()))
+
+    def restore_location(self, tenant_id: str, location_id: str) -> None:
+        """Bring a deleted location back, id and ranges unchanged (KeyError when not deleted)."""
+        t = self.tenant(tenant_id)
+        with self.lock:
+            t.locations[location_id] = t.history.deleted.pop(location_id)
 
     # ------------------------------------------------------------------ observation
 

@@ -23,10 +23,13 @@ Park = Callable[[LocationState, EntraError], None]
 
 def adopt(
     acl: AclConfig, states: list[LocationState], locations: list[NamedLocation], *, host: str, park: Park
-) -> None:
-    """Match the ACL's shards, in order, to ``locations`` (the first shard names the rest)."""
+) -> bool:
+    """Match the ACL's shards, in order, to ``locations`` (the first shard names the rest);
+    True when a read was stale (Graph still lags behind a write): read again soon."""
+    stale = False
     for state in states:
-        _adopt_one(acl, state, states[0], locations, host=host, park=park)
+        stale = _adopt_one(acl, state, states[0], locations, host=host, park=park) or stale
+    return stale
 
 
 def _adopt_one(
@@ -37,7 +40,7 @@ def _adopt_one(
     *,
     host: str,
     park: Park,
-) -> None:
+) -> bool:
     try:
         if state.index == 0:
             found = resolve_location(locations, acl.location, create=acl.create, host=host, acl=acl.name)
@@ -47,12 +50,18 @@ def _adopt_one(
             found = resolve_location(locations, location_name(base, state.index), create=True, host=host,
                                      acl=acl.name)
     except LocationProblem as problem:
+        if state.location is not None and state.stale_read(None):
+            return True  # the location we just created is not listed yet
         state.location, state.applied = None, None
         park(state, problem)
-        return
+        return False
     if found is None:
+        if state.location is not None and state.stale_read(None):
+            return True
         state.location, state.applied = None, None
-        return
+        return False
+    if state.stale_read(set(found.cidrs)):
+        return True  # Graph still shows what it held before our write: not drift
     if state.applied is not None and state.applied != set(found.cidrs):
         get_logger(component="sync").warning(
             "location.drift",
@@ -66,3 +75,4 @@ def _adopt_one(
     state.applied = set(found.cidrs)
     if state.last_error is not None and isinstance(state.last_error, LocationProblem):
         state.last_error, state.parked_until = None, 0.0
+    return False
