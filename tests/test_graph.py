@@ -260,3 +260,16 @@ def test_deleted_location_stays_restorable_and_its_name_is_free(emu: Emulator, a
     assert graph.get_location(old.id).cidrs == ("81.2.69.1/32",)
     with pytest.raises(LocationProblem, match="2 named locations"):
         graph.find_location("Entragate staff")  # a restore can make a name ambiguous
+
+
+def test_deleted_items_are_listed_and_restored_through_graph(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    gone = graph.create_location("Gone", ["81.2.69.9/32"])
+    graph.delete_location(gone)
+    deleted_path = "/identity/conditionalAccess/deletedItems/namedLocations"
+    listed = graph.request("GET", deleted_path, operation="list deleted named locations").json()["value"]
+    assert [d["id"] for d in listed] == [gone.id]
+    restored = graph.request("POST", f"{deleted_path}/{gone.id}/restore", operation="restore", write=True).json()
+    assert restored["id"] == gone.id and graph.get_location(gone.id).cidrs == ("81.2.69.9/32",)
+    with pytest.raises(LocationProblem):
+        graph.request("POST", f"{deleted_path}/{gone.id}/restore", operation="restore", write=True)

@@ -378,3 +378,18 @@ def test_read_after_write_lag_costs_no_rewrite_and_no_drift(emu: Emulator, app: 
         assert not [e for e in events if e.get("event") == "location.drift"]
     finally:
         agent.stop()
+
+
+def test_other_location_types_are_ignored_and_never_managed(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    from entragate.errors import LocationProblem
+
+    emu.create_country_location(app.tenant_id, "Entragate staff countries", ["NL"])
+    compliant = emu.create_compliant_network_location(app.tenant_id, "All Compliant Network locations")
+    emu.create_location(app.tenant_id, LOCATION, [PLACEHOLDER])
+    assert run_once(emu, app, tmp_path, acl(LOCATION))["writes"] == 1
+    assert remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"}
+    with pytest.raises(LocationProblem, match="not an IP ranges location"):
+        run_once(emu, app, tmp_path, acl(compliant))
+    written = {w.location_id for w in emu.writes(app.tenant_id)}
+    kinds = {loc["id"]: loc["@odata.type"] for loc in emu.locations(app.tenant_id)}
+    assert {kinds[i] for i in written} == {"#microsoft.graph.ipNamedLocation"}

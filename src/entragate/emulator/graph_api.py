@@ -27,6 +27,7 @@ from .tokens import MalformedJwt, SigningKey
 
 THROTTLE_SLACK = 0.05  # a request up to 5 % early is admitted (jitter), still ≤ rate long-term
 LOCATIONS_PATH = "identity/conditionalaccess/namedlocations"
+DELETED_PATH = "identity/conditionalaccess/deleteditems/namedlocations"
 LIST_OPTIONS = ("$filter", "$top", "$select", "$skiptoken", "$count", "$orderby")
 GRAPH_CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -76,6 +77,13 @@ class GraphApi:
         """The counter key of a Graph request (``graph other`` for routes we do not serve)."""
         low = path.lower().rstrip("/")
         for prefix in ("/v1.0/", "/beta/"):
+            if low.startswith(prefix + DELETED_PATH):
+                rest = low[len(prefix + DELETED_PATH) :]
+                if rest == "":
+                    return f"{method} deletedNamedLocations"
+                if rest.endswith("/restore") and rest.count("/") == 2:
+                    return f"{method} restoreNamedLocation"
+                return "graph other"
             if low.startswith(prefix + LOCATIONS_PATH):
                 rest = low[len(prefix + LOCATIONS_PATH) :]
                 if rest == "":
@@ -124,6 +132,12 @@ class GraphApi:
             return self._list(req, ex, tenant, query)
         if op == "POST namedLocations":
             return self._create(req, ex, tenant)
+        if op == "GET deletedNamedLocations":
+            with self._state.lock:
+                deleted = copy.deepcopy(list(tenant.history.deleted.values()))
+            return Response(200, dumps({"value": deleted}), self._headers(ex))
+        if op == "POST restoreNamedLocation":
+            return self._restore(ex, tenant, parsed.path.rstrip("/").rsplit("/", 2)[-2])
         if op.endswith(" namedLocation"):
             loc_id = urllib.parse.unquote(parsed.path.rstrip("/").rsplit("/", 1)[-1])
             if req.method == "GET":
@@ -329,6 +343,18 @@ class GraphApi:
                 tenant.history.deleted[loc_id] = obj
             self._log_write(tenant, "DELETE", loc_id, ex, None)
         return Response(204, b"", self._headers(ex, None))
+
+    def _restore(self, ex: Exchange, tenant: Tenant, loc_id: str) -> Response:
+        with self._state.lock:
+            obj = tenant.history.deleted.pop(loc_id, None)
+            if obj is None:
+                raise _not_found(loc_id)
+            tenant.locations[loc_id] = obj
+            self._remember(tenant, loc_id, None)
+            self._log_write(tenant, "POST", loc_id, ex, [r["cidrAddress"] for r in obj.get("ipRanges", [])])
+            out = _entity_context(tenant.graph_host)
+            out.update(copy.deepcopy(obj))
+        return Response(200, dumps(out), self._headers(ex))
 
     def _remember(self, tenant: Tenant, loc_id: str, before: dict[str, Any] | None) -> None:
         tenant.history.record(loc_id, before, self._state.now(), self._state.read_lag_seconds)
