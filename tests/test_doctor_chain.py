@@ -200,7 +200,7 @@ def test_cli_zscaler_chain_is_interception_and_exports_its_root(tmp_path: Path) 
     data = json.loads(result.stdout)
     cause = data["checks"][0]["causes"][0]
     assert cause["id"] == "tls_interception" and cause["vendor"] == "Zscaler"
-    assert "Zscaler Root CA" in cause["issuer"]
+    assert "Zscaler Root CA" in cause["issuer"] and cause["sha256"] == fingerprint(root.cert)
     assert out.read_bytes() == root.cert_pem
     assert data["export_root"]["sha256"] == fingerprint(root.cert)
     assert fingerprint(root.cert) in result.stderr and "out of band" in result.stderr

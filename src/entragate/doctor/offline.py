@@ -148,6 +148,10 @@ def analyse_chain(
         )
         if host is None:
             causes = [c for c in causes if c.id != "hostname_mismatch"]  # no host was named
+        top = chain_path(list(certs))[-1]
+        for cause in causes:
+            if cause.id == "tls_interception":  # what to compare out of band before trusting it
+                cause.details["sha256"] = fingerprint(top)
         if not causes:
             causes = [Cause("verify_failed", f"The chain in {source} does not verify against {where}: {error}.")]
         fix = tls_fixes(causes, os_info=os_info, trust=trust, hosts=[name], proxied=False)
