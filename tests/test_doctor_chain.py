@@ -115,7 +115,7 @@ def test_g2_chain_with_cross_and_digicert_g2_passes(tmp_path: Path) -> None:
     assert report.ok
     store = report.check("truststore")  # verifies today, but would not without the cross certificate
     assert store.status == "warn" and store.causes[0].id == "ca_bundle_outdated"
-    assert store.causes[0].details["missing_roots"] == [RSA_G2, "Microsoft TLS ECC Root G2"]
+    assert store.causes[0].details["missing_roots"] == [RSA_G2]
 
 
 def test_store_holding_the_g2_root_verifies_without_the_cross(tmp_path: Path) -> None:
@@ -143,9 +143,8 @@ def test_store_with_only_g1_is_outdated(tmp_path: Path) -> None:
 def test_store_with_current_roots_is_not_outdated(tmp_path: Path) -> None:
     trust = inspect_trust(str(bundle(tmp_path, "digicert-global-root-g2.pem", "microsoft-tls-rsa-root-g2.pem")),
                           None, "ca_bundle")
-    assert "Microsoft TLS ECC Root G2" in trust.missing_roots  # still lacks it...
     assert RSA_G2 not in trust.missing_roots
-    assert "Microsoft TLS ECC Root G2" in (trust.outdated_reason() or "")  # ... so still outdated
+    assert trust.outdated_reason() is None
     emulator_root = CA.new("Emulated Publisher Root CA", "Emulated Publisher")
     own = tmp_path / "own.pem"
     own.write_bytes(emulator_root.cert_pem)

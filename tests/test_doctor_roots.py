@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -40,7 +39,6 @@ CERT_FILES = {
     "Baltimore CyberTrust Root": "baltimore-cybertrust-root.pem",
 }
 #: Known by key only: no public text copy of the certificate was found (see the README).
-KEY_ONLY = {"Microsoft TLS ECC Root G2"}
 
 
 def load(name: str) -> x509.Certificate:
@@ -48,7 +46,7 @@ def load(name: str) -> x509.Certificate:
 
 
 def test_all_roots_embedded() -> None:
-    assert set(MICROSOFT_ROOT_SPKI_SHA256) == set(CERT_FILES) | KEY_ONLY
+    assert set(MICROSOFT_ROOT_SPKI_SHA256) == set(CERT_FILES)
     for root in MICROSOFT_ROOTS:
         assert hashlib.sha256(root.spki_der).hexdigest() == root.spki_sha256
         assert root.public_key is not None
@@ -99,11 +97,8 @@ def test_g2_intermediates_lead_to_the_g2_root(ica: str) -> None:
 def test_legacy_and_current_roots() -> None:
     assert {r.name for r in LEGACY_ROOTS} == {"DigiCert Global Root CA", "Baltimore CyberTrust Root"}
     current = {r.name for r in CURRENT_ROOTS}
-    assert {"Microsoft TLS RSA Root G2", "Microsoft TLS ECC Root G2", "DigiCert Global Root G2",
-            "DigiCert Global Root G3"} <= current
+    assert {"Microsoft TLS RSA Root G2", "DigiCert Global Root G2", "DigiCert Global Root G3"} <= current
     assert not current & {r.name for r in LEGACY_ROOTS}
-    ecc = next(r for r in MICROSOFT_ROOTS if r.name == "Microsoft TLS ECC Root G2")
-    assert isinstance(ecc.public_key, ec.EllipticCurvePublicKey) and ecc.public_key.curve.name == "secp384r1"
 
 
 @pytest.mark.parametrize("file", ["digicert-global-root-g2.pem", "microsoft-tls-rsa-root-g2.pem"])

@@ -15,7 +15,9 @@ recomputes the hashes from the public certificates in ``tests/data/certs``.
 
 Since Microsoft's 2025–2026 rotation its endpoints chain to Microsoft TLS RSA
 Root G2 and Microsoft TLS ECC Root G2, each cross-signed by a DigiCert root
-(G2 and G3).  DigiCert Global Root CA (G1) and Baltimore CyberTrust Root are
+(G2 and G3).  Only the RSA G2 root is embedded: no public text copy of the ECC G2
+root was found to take its key from (``tests/data/certs/README.md``).  An ECC G2
+chain that carries its cross certificate still leads to DigiCert Global Root G3.  DigiCert Global Root CA (G1) and Baltimore CyberTrust Root are
 *legacy*: still recognised (old chains lead to them), but a store that holds
 them and not the current roots is outdated (docs/design.md#doctor).
 """
@@ -79,16 +81,6 @@ MICROSOFT_ROOTS: tuple[PublisherRoot, ...] = (
             'Le5YFxMgtzYq3wsytMI4sZHdErBFtnzAsR1ioZ3dcRIVlgGdCgn1sd2z2eA4QjT2abbDrxZz/tRD'
             '+EPkWPlPs/Ps1j2UOkA4FasMhtBkzhpj6ISUVQlatgS20T6aFcdkEYDQG4IOTf9FnrJlByUf25rI'
             'xuzWW4VQBJ8cy10ggmeeeeLf6PLob8QgcjCG5Z11JzUCAwEAAQ=='
-        ),
-    ),
-    PublisherRoot(
-        name='Microsoft TLS ECC Root G2',
-        cross_signed_by='DigiCert Global Root G3',
-        spki_sha256='fe2689a17dac807728dac96ec65496366a4ed5debf7d21c670c3704061eabba5',
-        spki_der_b64=(
-            'MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEUcI4hPZrLrXtNxZK5ePXTQCEO0BU/Anm9MWnpmtWRE6t'
-            'YJ4VmI4D7uKyzXU9WGTAFgzfWtwsnUBbvktUKs6PPL+VvI6sie9pPhcG933BuAJlI8v1HRrjU6H0'
-            'B34Ki11Z'
         ),
     ),
     PublisherRoot(
