@@ -27,10 +27,10 @@ from entragate.config_check import (
 )
 from entragate.config_keys import did_you_mean, table_keys
 from entragate.config_values import CLOUDS, Cloud, ConnectTo, Secret
+from entragate.exposure import tls_problems
 
 __all__ = ["CLOUDS", "AclConfig", "AgentConfig", "Cloud", "Config", "ConfigError", "ConnectTo", "Secret",
            "find_config_file", "load_config", "looks_like_secret_id"]
-from entragate.exposure import tls_problems
 
 DEFAULT_PATHS = (Path("/etc/entragate/config.toml"), Path("entragate.toml"))
 
@@ -40,7 +40,9 @@ class AclConfig:
     name: str
     location: str
     trusted: bool = False
-    create: bool = True
+    #: Create the location when no location has its name (never from an id): off by
+    #: default, so a typo in a name cannot silently create an unused location.
+    create: bool = False
     static: tuple[str, ...] = ()
     max_ranges: int = 2000
     max_locations: int = 1
@@ -375,7 +377,7 @@ def load_config(
             name=name,
             location=as_str(f"acl.{name}.location", table.get("location")) or name,
             trusted=as_bool(f"acl.{name}.trusted", table.get("trusted"), False),
-            create=as_bool(f"acl.{name}.create", table.get("create"), True),
+            create=as_bool(f"acl.{name}.create", table.get("create"), AclConfig.create),
             static=tuple(str(s) for s in static),
             max_ranges=max_ranges,
             max_locations=int(

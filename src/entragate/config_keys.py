@@ -105,7 +105,8 @@ KEYS: tuple[Key, ...] = (
         '"Entragate staff"', "the ACL's name"),
     Key("acl", "trusted", "bool", "Mark the location trusted when entragate creates it.",
         "false"),
-    Key("acl", "create", "bool", "Create the location when no location has that name.", "true"),
+    Key("acl", "create", "bool", "Create the location when no location has that name (never "
+        "from an id). Off by default, so a typo in a name cannot create an unused location.", "true"),
     Key("acl", "static", "list of strings", "Ranges always present in the location.",
         '["198.51.100.0/24"]', "[]"),
     Key("acl", "max_ranges", "integer", "Ranges per location, at most Microsoft's 2000.",

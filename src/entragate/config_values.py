@@ -21,7 +21,8 @@ CLOUDS: dict[str, Cloud] = {
     "global": Cloud("global", "login.microsoftonline.com", "graph.microsoft.com"),
     "usgov": Cloud("usgov", "login.microsoftonline.us", "graph.microsoft.us"),
     "usgov-dod": Cloud("usgov-dod", "login.microsoftonline.us", "dod-graph.microsoft.us"),
-    "china": Cloud("china", "login.chinacloudapi.cn", "microsoftgraph.chinacloudapi.cn"),
+    # China's current login host; the older login.chinacloudapi.cn still answers.
+    "china": Cloud("china", "login.partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
 }
 
 
