@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +36,7 @@ from entragate.grants import (
 from entragate.logs import get_logger
 from entragate.sync.ranges import make_capacity_check
 
-Capacity = Callable[[str, list[str]], None]
+Capacity = Callable[[str, Sequence[str]], None]
 
 MAX_NOTE_LEN = 1024
 MAX_SOURCE_LEN = 64
@@ -120,7 +120,7 @@ def default_capacity(config: Config) -> Capacity:
     """The ACL's shards (``max_ranges`` x ``max_locations``) as the limit, refused with
     ENTRA007; the agent and the CLI's direct mode both use this one rule."""
 
-    def check(acl_name: str, cidrs: list[str]) -> None:
+    def check(acl_name: str, cidrs: Sequence[str]) -> None:
         acl = config.acls[acl_name]
         limit = make_capacity_check(
             acl.static, max_ranges=acl.max_ranges, max_locations=acl.max_locations, acl=acl_name
@@ -250,7 +250,7 @@ class GrantService:
         note = clean_text("note", note or "", MAX_NOTE_LEN)
         source = clean_text("source", source, MAX_SOURCE_LEN)
 
-        def capacity_check(cidrs: list[str]) -> None:
+        def capacity_check(cidrs: Sequence[str]) -> None:
             self.capacity(acl, cidrs)
 
         grant, renewed = self.store.add(
