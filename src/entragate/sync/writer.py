@@ -13,11 +13,9 @@ from typing import Any
 
 from entragate.config import AclConfig
 from entragate.errors import Code, EntraError, LocationProblem, Throttled
-from entragate.grants import GrantStore
 from entragate.graph.client import GraphClient, NamedLocation
 from entragate.logs import get_logger
 from entragate.sync.pacer import Pacer, full_jitter
-from entragate.sync.ranges import RangeSet
 from entragate.sync.role import WriterLeaseLost
 from entragate.sync.state import LocationState
 
@@ -98,22 +96,28 @@ class LocationWriter:
 
     def __init__(
         self,
-        store: GrantStore,
         graph: GraphClient,
         failures: Failures,
         *,
         placeholder: str,
         metrics: Any = None,
     ) -> None:
-        self.store = store
         self.graph = graph
         self.failures = failures
         self.placeholder = placeholder
         self.metrics = metrics
         self.log = get_logger(component="sync")
 
-    def write(self, acl: AclConfig, state: LocationState, ranges: list[str]) -> bool:
-        """One Graph write (or a failed attempt: True); False when the lease was lost first."""
+    def write(
+        self,
+        acl: AclConfig,
+        state: LocationState,
+        ranges: list[str],
+        *,
+        fresh: dict[str, datetime] | None = None,
+    ) -> bool:
+        """One Graph write (or a failed attempt: True); False when the lease was lost first.
+        ``fresh``: ranges granted since the last write, and when (the lag metric)."""
         before = set(state.applied or ())
         try:
             self._send(acl, state, ranges)
@@ -124,7 +128,7 @@ class LocationWriter:
             return True
         state.written(ranges)
         self.failures.reset()
-        self._report(acl, state, ranges, before)
+        self._report(acl, state, ranges, before, fresh or {})
         return True
 
     def _send(self, acl: AclConfig, state: LocationState, ranges: list[str]) -> None:
@@ -150,7 +154,14 @@ class LocationWriter:
         else:
             self.graph.replace_ranges(state.location, ranges)
 
-    def _report(self, acl: AclConfig, state: LocationState, ranges: list[str], before: set[str]) -> None:
+    def _report(
+        self,
+        acl: AclConfig,
+        state: LocationState,
+        ranges: list[str],
+        before: set[str],
+        fresh: dict[str, datetime],
+    ) -> None:
         added = sorted(set(ranges) - before)
         removed = sorted(before - set(ranges))
         self.log.info(
@@ -166,10 +177,6 @@ class LocationWriter:
             return
         self.metrics.set_ranges(acl.name, state.name, len(ranges))
         self.metrics.set_error(acl.name, state.name, None)
-        if added:
-            # Added ranges may be collapsed (two /32s become a /31): match by coverage.
-            now = datetime.now(UTC)
-            written = RangeSet(added)
-            for grant in self.store.active(acl.name):
-                if written.covers(grant.cidr):
-                    self.metrics.observe_lag((now - grant.created_at).total_seconds())
+        now = datetime.now(UTC)
+        for created_at in fresh.values():
+            self.metrics.observe_lag((now - created_at).total_seconds())
