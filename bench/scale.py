@@ -23,8 +23,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import Job, WriteLog, agent_process, emit, emulated_tenant, percentile, run_load, scattered, wait_until
-
+from common import (
+    Job,
+    WriteLog,
+    agent_process,
+    emit,
+    emulated_tenant,
+    percentile,
+    run_load,
+    scattered,
+    wait_until,
+)
 from entragate.grants import rfc3339
 
 

@@ -278,6 +278,7 @@ class SyncEngine:
             )
             self._verify_due = time.monotonic() + retry_in
             return False
+        self.failures.succeeded()
         with self._lock:
             if not self.role.writer:
                 return False  # lost the lease during the read: this view is not ours to keep
@@ -445,6 +446,7 @@ class SyncEngine:
             if not writer and self.role.standby_reason:
                 result["standby_reason"] = self.role.standby_reason
         result["ready"] = self.ready()
+        result["pace"] = {"rate": self.pacer.rate, "current": round(self.pacer.pace, 4)}
         result["acls"] = acls
         return result
 

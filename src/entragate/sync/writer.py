@@ -39,9 +39,20 @@ class Failures:
         self.backoff_cap = backoff_cap
         self.attempts = 0  # failed attempts in a row, tenant-wide: the backoff exponent
         self.log = get_logger(component="sync")
+        self._report_pace()
 
     def reset(self) -> None:
         self.attempts = 0
+
+    def succeeded(self) -> None:
+        """A Graph request went through: the backoff restarts and the pace recovers."""
+        self.attempts = 0
+        self.pacer.succeeded()
+        self._report_pace()
+
+    def _report_pace(self) -> None:
+        if self.metrics is not None:
+            self.metrics.set_pace(self.pacer.pace)
 
     def record(self, state: LocationState, error: EntraError) -> None:
         """A write to ``state``'s location failed."""
@@ -64,6 +75,9 @@ class Failures:
             delay = error.retry_after
             if delay is None:
                 delay = full_jitter(self.attempts, cap=self.backoff_cap, floor=self.pacer.interval)
+            if self.pacer.throttled():
+                self.log.warning("pace.lowered", pace=round(self.pacer.pace, 3), rate=self.pacer.rate)
+            self._report_pace()
             deadline = self.pacer.penalize(delay)
             if self.metrics is not None:
                 self.metrics.throttled()
@@ -127,7 +141,7 @@ class LocationWriter:
             self.failures.record(state, error)
             return True
         state.written(ranges)
-        self.failures.reset()
+        self.failures.succeeded()
         self._report(acl, state, ranges, before, fresh or {})
         return True
 
