@@ -25,40 +25,18 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 
-from entragate.sync.ranges import collapse
+from entragate.sync.cidrs import collapse_cidrs, net_bounds
 from entragate.sync.shard import Shard, Ticket
 
 STATIC_HOLDER = "\x00static"  # no user can be called this: user names refuse control characters
 
 Key = tuple[int, int, int]  # (IP version, first address, prefix length)
-
-
-def net_bounds(text: str) -> tuple[int, int, int, int]:
-    """``(version, first, last, prefix)`` of a canonical CIDR; ``ValueError`` otherwise.
-
-    IPv4 is parsed by hand: a full reconcile reads 100,000 ranges, and ``ipaddress``
-    would spend most of its time budget here."""
-    if ":" not in text:
-        address, _, length = text.partition("/")
-        octets = address.split(".")
-        if len(octets) != 4 or not length.isdigit():
-            raise ValueError(f"not an IPv4 CIDR: {text!r}")
-        first = 0
-        for octet in octets:
-            value = int(octet)
-            if not 0 <= value <= 255 or not octet.isdigit():
-                raise ValueError(f"not an IPv4 CIDR: {text!r}")
-            first = first << 8 | value
-        prefix = int(length)
-        if prefix > 32 or first & ((1 << (32 - prefix)) - 1):
-            raise ValueError(f"not a canonical IPv4 CIDR: {text!r}")
-        return 4, first, first | ((1 << (32 - prefix)) - 1), prefix
-    net = ipaddress.IPv6Network(text)  # strict: host bits set is refused
-    return 6, int(net.network_address), int(net.broadcast_address), net.prefixlen
 
 
 @dataclass
@@ -67,7 +45,8 @@ class _Placed:
 
     where: dict[str, int] = field(default_factory=dict)  # cidr -> shard index
     by_key: dict[Key, str] = field(default_factory=dict)
-    starts: list[Key] = field(default_factory=list)  # sorted
+    starts: list[Key] = field(default_factory=list)  # sorted, unless ``unsorted``
+    unsorted: bool = False
 
     def covering(self, version: int, first: int, prefix: int) -> int | None:
         """The shard of a placed range that contains this network, if any."""
@@ -81,6 +60,9 @@ class _Placed:
 
     def inside(self, version: int, first: int, last: int) -> int | None:
         """The shard of a placed range inside this network, if any."""
+        if self.unsorted:
+            self.starts.sort()
+            self.unsorted = False
         k = bisect.bisect_left(self.starts, (version, first, 0))
         if k < len(self.starts):
             v, start, _ = self.starts[k]
@@ -157,46 +139,55 @@ class AclDesired:
         for shard ``i``; None where the location is unknown). Shards that then differ from
         Entra are pending: removals where Entra holds more, additions where it lacks some."""
         self._reset()
-        first_granted: dict[str, datetime | None] = {}  # cidr -> its oldest grant (static: None)
-        for user, cidr, created_at in [(STATIC_HOLDER, s, None) for s in self.static] + list(grants):
-            key = (user, cidr)
-            if key in self._keys:
-                continue
-            self._keys.add(key)
-            if user != STATIC_HOLDER:
-                self.grants += 1
-            self._holders[cidr] = self._holders.get(cidr, 0) + 1
-            oldest = first_granted.get(cidr, created_at)
-            first_granted[cidr] = None if oldest is None or created_at is None else min(oldest, created_at)
-        remote = _RemoteIndex(applied, self.placeholder)
+        rows = list(grants)
+        keys = {(user, cidr) for user, cidr, _ in rows}
+        self.grants = len(keys)
+        keys.update((STATIC_HOLDER, s) for s in self.static)
+        self._keys = keys
+        self._holders = dict(Counter(cidr for _, cidr in keys))
+        # each range's oldest grant (static ranges first): the order new ranges are placed in
+        oldest: dict[str, datetime | None] = {
+            cidr: created for _, cidr, created in sorted(rows, key=itemgetter(2), reverse=True)
+        }
+        oldest.update((s, None) for s in self.static)
+        exact = {text: i for i, held in enumerate(applied) if held for text in held}
+        remote: _RemoteIndex | None = None  # built only if some range is not held verbatim
         new: list[tuple[datetime | None, str]] = []
         placed = self._placed
-        for cidr, created_at in first_granted.items():
-            version, first, last, prefix = net_bounds(cidr)
-            index = remote.holder(version, first, last)
+        for cidr, created_at in oldest.items():
+            index = exact.get(cidr)
+            bounds = net_bounds(cidr)
+            if index is None:
+                remote = remote or _RemoteIndex(applied, self.placeholder)
+                index = remote.holder(bounds[0], bounds[1], bounds[2])
             if index is None:
                 new.append((created_at, cidr))
                 continue
+            key = (bounds[0], bounds[1], bounds[3])
             placed.where[cidr] = index
-            placed.by_key[(version, first, prefix)] = cidr
-            placed.starts.append((version, first, prefix))
+            placed.by_key[key] = cidr
+            placed.starts.append(key)
             self.shards[index].ranges.add(cidr)
-        placed.starts.sort()
+        placed.unsorted = True  # sorted once, when first searched or at the end
         for index, shard in enumerate(self.shards):
             if applied[index] is not None or shard.ranges:
                 shard.opened = True
         new.sort(key=lambda item: (item[0] is not None, item[0] or now, item[1]))
         for created_at, cidr in new:
-            self._place(cidr, now, created_at)
+            self._place(cidr, now, created_at, keep_sorted=False)
+        placed.starts.sort()
+        placed.unsorted = False
         for index, shard in enumerate(self.shards):
             shard.compare(applied[index], now)
 
     # ------------------------------------------------------------------ placement
 
-    def _place(self, cidr: str, now: float, created_at: datetime | None) -> None:
+    def _place(
+        self, cidr: str, now: float, created_at: datetime | None, *, keep_sorted: bool = True
+    ) -> None:
         version, first, last, prefix = net_bounds(cidr)
         index = self._placed.covering(version, first, prefix)
-        if index is None:
+        if index is None and prefix < (32 if version == 4 else 128):  # a host holds only itself
             index = self._placed.inside(version, first, last)
         if index is None:
             index = self._choose()
@@ -206,7 +197,11 @@ class AclDesired:
         key = (version, first, prefix)
         self._placed.where[cidr] = index
         self._placed.by_key[key] = cidr
-        bisect.insort(self._placed.starts, key)
+        if keep_sorted:
+            bisect.insort(self._placed.starts, key)
+        else:  # a rebuild sorts them once at the end
+            self._placed.starts.append(key)
+            self._placed.unsorted = True
         shard = self.shards[index]
         shard.opened = True
         shard.put(cidr, now, created_at)
@@ -243,7 +238,7 @@ class AclDesired:
 
     def desired(self) -> list[str]:
         """All desired ranges of the ACL, collapsed (status, tests)."""
-        return [str(n) for n in collapse(ipaddress.ip_network(c) for c in self._holders)]
+        return collapse_cidrs(self._holders)
 
     def location_of(self, cidr: str) -> int | None:
         return self._placed.where.get(cidr)

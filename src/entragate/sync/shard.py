@@ -11,13 +11,12 @@ however long new grants keep arriving.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from entragate.sync.ranges import collapse
+from entragate.sync.cidrs import collapse_cidrs
 
 
 @dataclass(frozen=True)
@@ -93,6 +92,8 @@ class Shard:
             if self.opened:
                 self.mark(now, removal=False)  # to be created
             return
+        if applied == (self.ranges or {self.placeholder}):
+            return  # verbatim what is planned (nothing collapses): no need to collapse
         want = set(self.ranges_to_write())
         if applied - want:
             self.mark(now, removal=True)
@@ -104,8 +105,7 @@ class Shard:
     def ranges_to_write(self) -> list[str]:
         """The complete list for the PATCH: collapsed, sorted, or the placeholder alone."""
         if self._cache is None or self._cache[0] != self.version:
-            nets = collapse(ipaddress.ip_network(c) for c in self.ranges)
-            self._cache = (self.version, [str(n) for n in nets] or [self.placeholder])
+            self._cache = (self.version, collapse_cidrs(self.ranges) or [self.placeholder])
         return self._cache[1]
 
     def take(self) -> Ticket:
