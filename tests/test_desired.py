@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from entragate.sync.cidrs import collapse_cidrs, net_bounds
 from entragate.sync.desired import AclDesired
 from entragate.sync.ranges import collapse
-from entragate.sync.shard import most_due
+from entragate.sync.shard import most_due, passed_over
 
 PH = "192.0.2.255/32"
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
@@ -43,6 +43,7 @@ def write_slot(desired: AclDesired) -> int | None:
     shard = most_due(desired.shards)
     if shard is None:
         return None
+    passed_over(desired.shards, shard)
     shard.settle(shard.take(), written=True)
     return shard.index
 
@@ -180,12 +181,16 @@ def test_every_removal_is_written_within_dirty_locations_plus_one_slots(location
     while write_slot(desired) is not None:
         pass
     waiting: list[tuple[int, int, int]] = []  # (shard, slot of the removal, dirty shards then)
+    adding: list[tuple[int, int]] = []  # (shard, slot of the grant): additions do not starve
     for slot in range(slots):
         now = slot + 0.5
         for _ in range(rng.randint(0, 6)):  # new grants keep coming
             if len(held) < locations * 50:
                 held.append((f"u{serial}", host(serial)))
                 desired.add(*held[-1], now=now)
+                index = desired.location_of(held[-1][1])
+                assert index is not None
+                adding.append((index, slot))
                 serial += 1
         for _ in range(rng.randint(0, 2)):
             if held:
@@ -203,6 +208,9 @@ def test_every_removal_is_written_within_dirty_locations_plus_one_slots(location
             else:
                 still.append((index, at, dirty))
         waiting = still
+        adding = [(index, at) for index, at in adding if index != written]
+        for _index, at in adding:
+            assert slot - at + 1 <= 2 * locations + 1, "an addition starved"
     for _index, at, dirty in waiting:
         assert slots - at <= dirty + 1
 

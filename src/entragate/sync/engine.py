@@ -33,7 +33,7 @@ from entragate.sync.drift import adopt
 from entragate.sync.pacer import Pacer, PacerStopped
 from entragate.sync.ranges import location_name
 from entragate.sync.role import WriterRole
-from entragate.sync.shard import Shard, Ticket, most_due
+from entragate.sync.shard import Shard, Ticket, most_due, passed_over
 from entragate.sync.state import LocationState, Shards, all_states
 from entragate.sync.status import acl_status, plan_entry
 from entragate.sync.writer import Failures, LocationWriter
@@ -406,6 +406,7 @@ class SyncEngine:
                 return writes
             acl, state, shard = target
             with self._lock:
+                passed_over((s for d in self.desired.values() for s in d.shards), shard)
                 ticket = shard.take()
             sent = self.location_writer.write(acl, state, ticket.ranges, fresh=ticket.fresh)
             self._settle(shard, state, ticket)

@@ -7,10 +7,16 @@ a pending removal before any with only additions, and among those the oldest fir
 With ``L`` shards dirty, a removal therefore waits for at most the ``L - 1`` shards
 whose removals are older, plus the slot in progress: it is gone within ``L + 1`` slots
 however long new grants keep arriving.
+
+Additions must not starve either: a shard passed over (:func:`passed_over`) as many
+times as there are dirty shards ranks with the removals, by the age of its oldest
+addition. Each shard ahead of a removal still goes at most once, so the removal bound
+holds, and an addition is written within ``2 L + 1`` slots.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +45,7 @@ class Shard:
         self.pending_add: float | None = None  # when the oldest unwritten addition happened
         self.pending_remove: float | None = None  # … and the oldest unwritten removal
         self.version = 0
+        self.passed = 0  # slots given to other shards while this one had additions pending
         self.fresh: dict[str, datetime] = {}
         self._in_flight = False
         self._after_add: float | None = None  # changes made while a ticket was out
@@ -54,11 +61,15 @@ class Shard:
 
     @property
     def rank(self) -> tuple[int, float]:
-        """Lower is more due: removals first, then the oldest pending change."""
+        """Lower is more due: removals first, then the oldest pending change (before aging)."""
+        return self.rank_among(sys.maxsize)
+
+    def rank_among(self, dirty: int) -> tuple[int, float]:
+        """The rank while ``dirty`` shards have changes pending."""
         if self.pending_remove is not None:
             return (0, self.pending_remove)
         if self.pending_add is not None:
-            return (1, self.pending_add)
+            return (0 if self.passed >= dirty else 1, self.pending_add)
         return (2, 0.0)
 
     # ------------------------------------------------------------------ changes
@@ -119,6 +130,7 @@ class Shard:
         if not written:
             return
         self.pending_add, self.pending_remove = self._after_add, self._after_remove
+        self.passed = 0
         for cidr, created_at in ticket.fresh.items():
             if self.fresh.get(cidr) == created_at:
                 del self.fresh[cidr]
@@ -129,8 +141,12 @@ S = TypeVar("S", bound=Shard)
 
 def most_due(shards: Iterable[S]) -> S | None:
     """The shard the next slot goes to, or None when nothing is pending."""
-    best: S | None = None
+    dirty = [shard for shard in shards if shard.dirty]
+    return min(dirty, key=lambda shard: shard.rank_among(len(dirty)), default=None)
+
+
+def passed_over(shards: Iterable[Shard], chosen: Shard) -> None:
+    """A slot went to ``chosen``: every other shard with additions pending waited once more."""
     for shard in shards:
-        if shard.dirty and (best is None or shard.rank < best.rank):
-            best = shard
-    return best
+        if shard is not chosen and shard.pending_add is not None:
+            shard.passed += 1
