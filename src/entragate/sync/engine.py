@@ -7,8 +7,9 @@ its scheduling; the parts it drives live beside it:
 
 - ``role.py``: writer or standby, by the store's writer lease (docs/design.md#lease);
 - ``drift.py``: reading Entra and adopting what it holds (the verify pass);
-- ``desired.py`` and ``shard.py``: each ACL's desired ranges and their placement over
-  shard locations, updated change by change; which shard the next slot goes to;
+- ``tracker.py``, ``desired.py`` and ``shard.py``: each ACL's desired ranges and their
+  placement over shard locations, updated change by change; which shard the next
+  slot goes to;
 - ``writer.py``: one location's Graph write, and failure → backoff or park;
 - ``status.py``: the ``status`` and dry-run snapshots.
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,10 +25,8 @@ from entragate.config import AclConfig, Config
 from entragate.errors import EntraError
 from entragate.grants import GrantStore, StoreError
 from entragate.grants.lease import WriterLease
-from entragate.grants.store import StoreChange
 from entragate.graph.client import GraphClient
 from entragate.logs import get_logger
-from entragate.sync.desired import AclDesired
 from entragate.sync.drift import adopt
 from entragate.sync.pacer import Pacer, PacerStopped
 from entragate.sync.ranges import location_name
@@ -36,6 +34,7 @@ from entragate.sync.role import WriterRole
 from entragate.sync.shard import Shard, Ticket, most_due, passed_over
 from entragate.sync.state import LocationState, Shards, all_states
 from entragate.sync.status import acl_status, plan_entry
+from entragate.sync.tracker import DesiredTracker
 from entragate.sync.writer import Failures, LocationWriter
 
 
@@ -76,21 +75,8 @@ class SyncEngine:
             ]
             for name, acl in config.acls.items()
         }
-        self.desired = {
-            name: AclDesired(
-                name,
-                acl.static,
-                max_ranges=acl.max_ranges,
-                max_locations=acl.max_locations,
-                placeholder=self.placeholder,
-            )
-            for name, acl in config.acls.items()
-        }
-        # Committed changes of this process, in commit order: applied by the engine's thread.
-        self._changes: deque[StoreChange] = deque()
-        self._known_seq = -1  # the store's change_seq the desired state reflects
-        self._stale = True  # rebuild from the whole store before the next plan
-        store.add_listener(self._changes.append)
+        self.tracker = DesiredTracker(config, store, self.shards, lock=self._lock, metrics=metrics)
+        self.desired = self.tracker.acls
         self.failures = Failures(
             graph, pacer, metrics=metrics, parked_retry=parked_retry, backoff_cap=backoff_cap
         )
@@ -241,7 +227,7 @@ class SyncEngine:
 
     def _has_pending_work(self) -> bool:
         with self._lock:
-            return self._stale or bool(self._changes) or any(
+            return self.tracker.behind() or any(
                 shard.dirty and not self.shards[name][shard.index].parked_until
                 for name, desired in self.desired.items()
                 for shard in desired.shards
@@ -291,7 +277,7 @@ class SyncEngine:
                     park=self.failures.park,
                 )
             self.role.fresh = True
-            self._stale = True  # a full reconcile: the desired state is rebuilt against this read
+            self.tracker.stale = True  # a full reconcile: the desired state is rebuilt against this read
         self._verified_once = True
         return True
 
@@ -307,68 +293,13 @@ class SyncEngine:
 
     # ---------------------------------------------------------------- planning and writing
 
-    def _absorb(self) -> None:
-        """Bring the desired state up to date: committed changes one by one (O(log n)
-        each), or a rebuild from the whole store after a full reconcile or when another
-        process wrote (its changes reach us only as a higher change_seq)."""
-        seq = self.store.change_seq()  # first: every local change up to it is queued already
-        with self._lock:
-            if not self._stale:
-                self._apply_queued()
-            if self._stale or seq > self._known_seq:
-                self._rebuild()
-
-    def _apply_queued(self) -> None:
-        now = time.monotonic()
-        while self._changes:
-            change = self._changes.popleft()
-            if change.seq <= self._known_seq:
-                continue  # already in the snapshot the last rebuild read
-            if change.first_seq != self._known_seq + 1:
-                self._stale = True  # someone else committed in between
-            self._known_seq = change.seq
-            for grant in change.added:
-                desired = self.desired.get(grant.acl)
-                if desired is not None:
-                    desired.add(grant.user, grant.cidr, now, grant.created_at)
-            for grant in change.removed:
-                desired = self.desired.get(grant.acl)
-                if desired is not None:
-                    desired.remove(grant.user, grant.cidr, now)
-
-    def _rebuild(self) -> None:
-        seq = self.store.change_seq()
-        grants = self.store.active()  # everything committed up to seq, perhaps a little more
-        now = time.monotonic()
-        by_acl: dict[str, list[tuple[str, str, datetime]]] = {name: [] for name in self.desired}
-        for grant in grants:
-            if grant.acl in by_acl:
-                by_acl[grant.acl].append((grant.user, grant.cidr, grant.created_at))
-        for name, desired in self.desired.items():
-            states = self.shards[name]
-            desired.rebuild(by_acl[name], [state.applied for state in states], now)
-            trusted = self.config.acls[name].trusted
-            for state, shard in zip(states, desired.shards, strict=True):
-                if state.location is not None and state.location.is_trusted != trusted:
-                    shard.mark(now, removal=False)
-        self._known_seq, self._stale = seq, False
-        self._apply_queued()  # changes committed since seq (re-applying one is harmless)
-        self._report_desired()
-
-    def _report_desired(self) -> None:
-        for name, desired in self.desired.items():
-            for state, shard in zip(self.shards[name], desired.shards, strict=True):
-                state.desired = shard.ranges_to_write() if shard.opened else []
-            if self.metrics is not None:
-                self.metrics.set_grants(name, desired.grants)
-
     def _next_write(self) -> tuple[AclConfig, LocationState, Shard] | None:
         """The most due shard (docs/design.md#writer) that differs from what Entra holds."""
         now = time.monotonic()
         with self._lock:
             if not self.role.writer or not self.role.fresh:
                 return None  # only a writer that has read Entra in this term writes
-            self._apply_queued()
+            self.tracker.apply_queued()
             while True:
                 shard = most_due(
                     shard
@@ -393,14 +324,14 @@ class SyncEngine:
         """Write until Entra matches the store (or nothing can be written now)."""
         writes = 0
         while not self._stop.is_set() and (limit is None or writes < limit):
-            self._absorb()
+            self.tracker.absorb()
             if self._next_write() is None:
                 return writes
             # Wait for the slot first, then decide: the write carries the newest state.
             if not self.pacer.wait_ready(timeout=self.backoff_cap + 1.0):
                 return writes
             self.expire_due()
-            self._absorb()
+            self.tracker.absorb()
             target = self._next_write()
             if target is None:
                 return writes
@@ -432,9 +363,9 @@ class SyncEngine:
     def status(self) -> dict[str, Any]:
         """Per ACL and location. A standby shows the desired ranges from the shared
         store but not the applied ones (only the writer reads Entra): those are null."""
-        self._absorb()
+        self.tracker.absorb()
         with self._lock:
-            self._report_desired()
+            self.tracker.report()
             writer = self.role.writer
             acls = {}
             for name, states in self.shards.items():
@@ -453,7 +384,7 @@ class SyncEngine:
 
     def plan(self) -> dict[str, Any]:
         """What a sync would write now: ranges to add and remove per location."""
-        self._absorb()
+        self.tracker.absorb()
         with self._lock:
             return {
                 name: [
