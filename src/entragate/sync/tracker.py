@@ -44,7 +44,17 @@ class DesiredTracker:
         self._changes: deque[StoreChange] = deque()  # committed here, not yet applied
         self._known_seq = -1  # the store's change_seq the desired state reflects
         self.stale = True  # rebuild from the whole store before the next plan
-        store.add_listener(self._changes.append)
+        store.add_listener(self.queue)
+
+    #: a standby never applies what its API stores: past this many, forget and rebuild later
+    MAX_QUEUED = 10_000
+
+    def queue(self, change: StoreChange) -> None:
+        """Called by the store after each commit (under its lock): quick, and no store calls."""
+        if len(self._changes) >= self.MAX_QUEUED:
+            self._changes.clear()
+            self.stale = True
+        self._changes.append(change)
 
     def behind(self) -> bool:
         """Whether changes wait to be applied (or a rebuild is due)."""
