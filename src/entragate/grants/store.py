@@ -315,8 +315,7 @@ class GrantStore(abc.ABC):
                     if len(stored) > 1:
                         self._advance(conn, len(stored) - 1)  # change_seq counts mutations
             except _NothingStored:
-                self._census.invalidate()
-                return
+                return  # rolled back, bump included: the census is still exact
             except BaseException:
                 self._census.invalidate()  # it counted adds that were rolled back
                 raise
