@@ -21,7 +21,7 @@ from entragate.grants import (
     StoreUnavailable,
     open_store,
 )
-from entragate.grants.store import StoreChange
+from entragate.grants.batch import StoreChange
 from tests.helpers.postgres import PgServer
 from tests.helpers.sync import wait_for
 

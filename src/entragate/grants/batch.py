@@ -18,7 +18,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
+
+if TYPE_CHECKING:  # store.py imports this module
+    from .store import Grant
 
 
 @dataclass
@@ -36,6 +39,20 @@ class AddRequest:
     result: Any = None  # (Grant, renewed) once stored
     error: BaseException | None = None
     done: bool = field(default=False, repr=False)
+
+
+@dataclass(frozen=True)
+class StoreChange:
+    """One committed transaction of a store object: mutations ``first_seq`` … ``seq``."""
+
+    first_seq: int
+    seq: int
+    added: list[Grant] = field(default_factory=list)  # new or renewed
+    removed: list[Grant] = field(default_factory=list)  # ended
+
+
+class NothingStored(Exception):
+    """Every add of a batch was refused: roll the transaction (and its bump) back."""
 
 
 class GroupCommit:
@@ -109,6 +126,15 @@ class Census:
     def added(self, acl: str, cidr: str) -> None:
         held = self._rows.setdefault(acl, {})
         held[cidr] = held.get(cidr, 0) + 1
+
+    def after_delete(self, removed: list[tuple[str, str]], seq: int) -> None:
+        """Rows of ``removed`` (acl, cidr) went in the mutation numbered ``seq``."""
+        if not self.valid_after(seq):
+            self.invalidate()
+            return
+        for acl, cidr in removed:
+            self.removed(acl, cidr)
+        self.seq = seq
 
     def removed(self, acl: str, cidr: str) -> None:
         held = self._rows.get(acl)

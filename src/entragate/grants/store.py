@@ -9,11 +9,11 @@ import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from .batch import AddRequest, Census, GroupCommit, HeldCidrs
+from .batch import AddRequest, Census, GroupCommit, HeldCidrs, NothingStored, StoreChange
 from .validation import InvalidGrant, normalize_cidr, validate_acl, validate_user
 
 if TYPE_CHECKING:  # lease.py imports this module
@@ -116,20 +116,6 @@ def cidr_sort_key(cidr: str) -> tuple[int, int, int]:
 
 def sort_grants(grants: Iterable[Grant]) -> list[Grant]:
     return sorted(grants, key=lambda g: (g.acl, g.created_at, g.cidr, g.user))
-
-
-@dataclass(frozen=True)
-class StoreChange:
-    """One committed transaction of this store object: mutations ``first_seq`` … ``seq``."""
-
-    first_seq: int
-    seq: int
-    added: list[Grant] = field(default_factory=list)  # new or renewed
-    removed: list[Grant] = field(default_factory=list)
-
-
-class _NothingStored(Exception):
-    """Every add of a batch was refused: roll the transaction (and its bump) back."""
 
 
 class GrantStore(abc.ABC):
@@ -311,10 +297,10 @@ class GrantStore(abc.ABC):
                         if grant is not None:
                             stored.append(grant)
                     if not stored:
-                        raise _NothingStored()
+                        raise NothingStored()
                     if len(stored) > 1:
                         self._advance(conn, len(stored) - 1)  # change_seq counts mutations
-            except _NothingStored:
+            except NothingStored:
                 return  # rolled back, bump included: the census is still exact
             except BaseException:
                 self._census.invalidate()  # it counted adds that were rolled back
@@ -371,14 +357,8 @@ class GrantStore(abc.ABC):
 
     def _removed(self, removed: list[Grant]) -> None:
         """After a delete committed (under ``_lock``): the census and the listeners."""
-        seq = self._tx_seq
-        if self._census.valid_after(seq):
-            for grant in removed:
-                self._census.removed(grant.acl, grant.cidr)
-            self._census.seq = seq
-        else:
-            self._census.invalidate()
-        self._publish(StoreChange(seq, seq, removed=removed))
+        self._census.after_delete([(g.acl, g.cidr) for g in removed], self._tx_seq)
+        self._publish(StoreChange(self._tx_seq, self._tx_seq, removed=removed))
 
     def _publish(self, change: StoreChange) -> None:
         for listener in self._listeners:

@@ -17,7 +17,7 @@ from typing import Any
 
 from entragate.config import Config
 from entragate.grants import GrantStore
-from entragate.grants.store import StoreChange
+from entragate.grants.batch import StoreChange
 from entragate.sync.desired import AclDesired
 from entragate.sync.state import Shards
 
