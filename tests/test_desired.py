@@ -248,3 +248,12 @@ def test_shards_hold_exactly_the_granted_addresses_and_nothing_moves(
         assert addresses(placed) | addresses(sorted(desired.overflow)) == granted, "an address was dropped"
         for shard in desired.shards:
             assert len(shard.ranges_to_write()) <= max_ranges
+
+
+def test_new_ranges_avoid_a_shard_whose_writes_fail_for_good() -> None:
+    desired = make(max_ranges=3, max_locations=3)
+    for i in range(4):
+        desired.add(f"u{i}", host(i), now=i)
+    desired.shards[1].blocked = True  # e.g. parked: someone deleted it and create is off
+    desired.add("u4", host(4), now=5)
+    assert desired.location_of(host(4)) == 2  # not the parked one, though it is due and has room

@@ -14,7 +14,8 @@ Placement rules, in order, for a range that nobody held before:
 3. the *hot* shard: one already due to be written that has room;
 4. another open shard with room;
 5. the next shard not yet opened (Graph creates it at its first write, paced);
-6. a shard whose collapsed list still has room (many neighbouring addresses).
+6. a shard with room whose writes are failing for good (parked);
+7. a shard whose collapsed list still has room (many neighbouring addresses).
 
 A placed range never moves: it stays in its shard until its last holder ends.
 Room counts ranges as granted (``max_ranges`` per shard): collapsing only lowers the
@@ -207,15 +208,19 @@ class AclDesired:
         shard.put(cidr, now, created_at)
 
     def _choose(self) -> int | None:
+        # A shard whose writes fail for good (parked) takes new ranges only when nothing else can.
         room = [s for s in self.shards if s.opened and len(s.ranges) < self.max_ranges]
-        hot = next((s for s in room if s.dirty), None)
+        usable = [s for s in room if not s.blocked]
+        hot = next((s for s in usable if s.dirty), None)
         if hot is not None:
             return hot.index
-        if room:
-            return room[0].index
+        if usable:
+            return usable[0].index
         unopened = next((s for s in self.shards if not s.opened), None)
         if unopened is not None:
             return unopened.index
+        if room:
+            return room[0].index
         squeezed = next((s for s in self.shards if len(s.ranges_to_write()) < self.max_ranges), None)
         return None if squeezed is None else squeezed.index
 

@@ -349,12 +349,16 @@ class SyncEngine:
         with self._lock:
             written = state.last_error is None and state.applied == set(ticket.ranges)
             shard.settle(ticket, written=written)
+            shard.blocked = state.parked_until > time.monotonic()
 
     def retry_parked(self) -> None:
         """Operator action (or a config reload): try parked locations again now."""
         with self._lock:
             for state in all_states(self.shards):
                 state.parked_until = 0.0
+            for desired in self.desired.values():
+                for shard in desired.shards:
+                    shard.blocked = False
         self._verify_due = 0.0
         self.notify()
 

@@ -42,6 +42,7 @@ class Shard:
         self.placeholder = placeholder
         self.ranges: set[str] = set()  # granted cidrs placed here, uncollapsed
         self.opened = False  # exists in Entra or will be created at its next write
+        self.blocked = False  # its writes fail for good (parked): new ranges go elsewhere
         self.pending_add: float | None = None  # when the oldest unwritten addition happened
         self.pending_remove: float | None = None  # … and the oldest unwritten removal
         self.version = 0
