@@ -130,6 +130,27 @@ def test_storm_of_429s_without_retry_after_converges(emu: Emulator, app: Any, tm
         agent.stop()
 
 
+def test_a_429_while_we_left_budget_unused_slows_the_pace_then_it_recovers(
+    emu: Emulator, app: Any, tmp_path: Path
+) -> None:
+    agent = start_agent(emu, app, tmp_path, agent={"rate": 20.0}, backoff_cap=2.0)
+    try:
+        assert wait_for(lambda: agent.pacer.seconds_until_ready() == 0)
+        time.sleep(0.2)  # idle for several intervals: the next 429 is someone else's doing
+        emu.set_fault(EmulatorFault(kind="throttle", host="graph", count=1))
+        agent.service.grant("staff", "81.6.0.1", "alice", ttl=3600, source="test")
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.6.0.1/32"})
+        assert agent.pacer.lowered == 1
+        for i in range(12):  # successes bring the pace back, never above rate
+            agent.service.grant("staff", f"81.6.{i + 1}.1", f"user{i}", ttl=3600, source="test")
+            assert wait_for(lambda i=i: f"81.6.{i + 1}.1/32" in (remote_ranges(emu, app.tenant_id) or set()))
+        pace = agent.engine.status()["pace"]
+        assert pace == {"rate": 20.0, "current": 20.0}
+        assert b"entragate_pace_requests_per_second 20.0" in agent.metrics.render()
+    finally:
+        agent.stop()
+
+
 def test_403_stops_writes_keeps_grants_and_resumes(emu: Emulator, app: Any, tmp_path: Path) -> None:
     emu.create_location(app.tenant_id, LOCATION, [PLACEHOLDER])
     emu.set_roles(app.tenant_id, app.client_id, ["Policy.Read.All"])

@@ -43,6 +43,7 @@ class Pacer:
         self._cond = threading.Condition()
         self._stopped = False
         self._sent: tuple[float | None, float | None] = (None, None)  # (previous, last) request
+        self.lowered = 0  # times others' use of the budget made us slow down
 
     @property
     def interval(self) -> float:
@@ -56,6 +57,7 @@ class Pacer:
             if last is None or (previous is not None and last - previous < self.SPARE / self.rate):
                 return False  # we were using the whole budget ourselves: only back off
             self.pace = max(self.rate * self.FLOOR, self.pace * self.DECREASE)
+            self.lowered += 1
             return True
 
     def succeeded(self) -> None:
