@@ -7,7 +7,9 @@ processes send the grants open loop through the HTTP API over keep-alive connect
 ``max_ranges = 1000`` so that the 8,000 scattered addresses really need all 8 shards.
 The 2,000 that expire together are the first 2,000 granted (the first 10 s of the ramp):
 their ranges sit in the first shards, as placement fills one shard before opening the
-next (docs/design.md#placement). Latencies come from the emulator's write log.
+next (docs/design.md#placement). ``--scatter-expiring`` draws them from the whole ramp
+instead, so every shard has removals at once: then the bound is (L + 1) slots with
+L = 8. Latencies come from the emulator's write log.
 
     .venv/bin/python bench/scale.py            # table
     .venv/bin/python bench/scale.py --json     # one JSON object
@@ -16,6 +18,7 @@ next (docs/design.md#placement). Latencies come from the emulator's write log.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import tempfile
 import time
@@ -37,7 +40,9 @@ from common import (
 from entragate.grants import rfc3339
 
 
-def run(grants: int, rate: float, expiring: int, after: float, shards: int, max_ranges: int) -> dict[str, Any]:
+def run(
+    grants: int, rate: float, expiring: int, after: float, shards: int, max_ranges: int, scatter: bool
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="entragate-scale-") as tmp:
         workdir = Path(tmp)
         with emulated_tenant(workdir) as t, agent_process(
@@ -45,13 +50,14 @@ def run(grants: int, rate: float, expiring: int, after: float, shards: int, max_
         ) as agent:
             cpu_before = agent.cpu_seconds()
             wanted = scattered(grants)
+            ending = set(random.Random(8).sample(range(grants), expiring)) if scatter else set(range(expiring))
             t0 = time.time() + 2.0  # let the client processes start
             ramp = grants / rate
             expiry = t0 + ramp + after
             jobs = []
             for i, address in enumerate(wanted):
                 body: dict[str, Any] = {"acl": "staff", "ip": address, "user": f"user{i:05d}"}
-                if i < expiring:
+                if i in ending:
                     body["expires_at"] = rfc3339(datetime.fromtimestamp(expiry, UTC))
                 else:
                     body["ttl"] = 3600
@@ -60,7 +66,7 @@ def run(grants: int, rate: float, expiring: int, after: float, shards: int, max_
             acked = [(f"{wanted[i]}/32", r[1], r[2]) for i, r in enumerate(results) if r[0] == 201]
             in_ramp = [a for a in acked if a[2] <= t0 + ramp]
             everything = {c for c, _, _ in acked}
-            expired = {f"{a}/32" for a in wanted[:expiring]} & everything
+            expired = {f"{wanted[i]}/32" for i in ending} & everything
 
             def settled() -> bool:
                 held = {r["cidrAddress"] for loc in t.emu.locations(t.tenant) for r in loc["ipRanges"]}
@@ -101,6 +107,7 @@ def run(grants: int, rate: float, expiring: int, after: float, shards: int, max_
         "visible_max_s": percentile(visible, 1.0),
         "not_visible": len(acked) - len(visible),
         "expiring": len(expired),
+        "expiring_scattered": scatter,
         "expiry_removed_p99_s": {loc: percentile(v, 0.99) for loc, v in sorted(removal.items())},
         "locations_used": len(log.by_location),
         "max_locations_per_second": log.locations_per_second(),
@@ -141,9 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=float, default=15.0, help="seconds after the ramp they expire")
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--max-ranges", type=int, default=1000)
+    parser.add_argument("--scatter-expiring", action="store_true",
+                        help="the expiring grants drawn at random from the whole ramp (every shard)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    report = run(args.grants, args.rate, args.expiring, args.after, args.shards, args.max_ranges)
+    report = run(args.grants, args.rate, args.expiring, args.after, args.shards, args.max_ranges,
+                 args.scatter_expiring)
     emit(report, args.json, table)
     return 0
 
