@@ -10,7 +10,7 @@ import pytest
 from tests.helpers.config import SECRET
 
 # Fixtures every test may use without importing them.
-pytest_plugins = ["tests.helpers.emulator", "tests.helpers.postgres"]
+pytest_plugins = ["tests.helpers.emulator", "tests.helpers.postgres", "tests.helpers.api"]
 
 if TYPE_CHECKING:
     from entragate.emulator import AppRegistration, Emulator

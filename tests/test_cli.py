@@ -196,7 +196,11 @@ BAD_GRANTS: list[tuple[list[str], str]] = [
     (["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "0"], "invalid_ttl"),
     (["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "2d"], "ttl_too_long"),
     (["grant", V4, "--acl", "nope", "--user", "a", "--ttl", "1h"], "unknown_acl"),
+    (["grant", V4, "--acl", "staff", "--user", " ", "--ttl", "1h"], "invalid_user"),
+    (["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "1.5h"], "invalid_ttl"),
+    (["grant", V4, "--acl", "staff", "--user", "a", "--ttl", "soon"], "invalid_ttl"),
     (["revoke", "garbage", "--acl", "staff"], "invalid_ip"),
+    (["revoke", V4, "--acl", "staff", "--user", ""], "invalid_user"),
     (["flush", "--acl", "nope"], "unknown_acl"),
 ]
 
@@ -609,6 +613,7 @@ def test_every_data_command_speaks_json(direct: Path) -> None:
 
 def test_a_non_ascii_api_token_works_end_to_end(tmp_path: Path) -> None:
     from entragate.agent_client import AgentClient
+    from entragate.grants import GrantRequest
 
     token = "jeton-été-€-" + "q" * 24  # € is not latin-1: str headers cannot carry it
     config = load_config(write_config(tmp_path, 0), require_credentials=False)
@@ -624,7 +629,8 @@ def test_a_non_ascii_api_token_works_end_to_end(tmp_path: Path) -> None:
     ).start()
     client = AgentClient(server.url, token)
     try:
-        assert client.grant("staff", V4, "a", ttl=60)["cidr"] == "81.2.69.142/32"
+        request = GrantRequest.parse({"acl": "staff", "ip": V4, "user": "a", "ttl": 60})
+        assert client.grant(request)["cidr"] == "81.2.69.142/32"
         assert len(client.list()["grants"]) == 1
     finally:
         client.close()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from entragate.config import AclConfig, AgentConfig, Config
-from entragate.errors import RequestRejected
+from entragate.errors import Code, RequestRejected
 from entragate.grants import GrantStore, InvalidGrant, open_store, utcnow
 from entragate.logs import configure_logging
 from entragate.service import GrantService, UnknownAcl
@@ -161,7 +161,7 @@ def test_full_acl_refuses_new_ranges_with_entra007(tmp_path: Path, store: GrantS
     before = snapshot(store)
     with pytest.raises(RequestRejected) as info:
         service.grant("staff", V4_OTHER, "carol", ttl=60)
-    assert info.value.code == "ENTRA007"
+    assert info.value.code == Code.ENTRA007
     assert snapshot(store) == before
     # a range already present costs nothing: another holder and a renewal still fit
     service.grant("staff", V4, "carol", ttl=60)

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from entragate.agent_client import AgentError
-from entragate.api import ApiServer, load_or_create_api_token
+from entragate.api.server import ApiServer
+from entragate.api.token import load_or_create_api_token
 from entragate.config import Config
 from entragate.grants import open_store
 from entragate.grants.lease import WriterLease

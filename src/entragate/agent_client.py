@@ -8,6 +8,7 @@ from urllib.parse import quote
 import requests
 
 from entragate.config import Config
+from entragate.grants.model import GrantRequest, RevokeRequest
 from entragate.grants.validation import REASONS
 
 # 4xx codes that mean "the caller's input or setup was wrong" (CLI exit 2)
@@ -40,10 +41,16 @@ class AgentUnreachable(AgentError):
 def agent_url(config: Config) -> str:
     """The base URL of the agent's API from ``agent.listen`` (wildcards become loopback)."""
     host = config.agent.listen_host
-    return loopback_url(host, config.agent.listen_port)
+    return loopback_url(host, config.agent.listen_port, tls=config.agent.tls_cert is not None)
 
 
-def loopback_url(host: str, port: int) -> str:
+def agent_verify(config: Config) -> str | bool:
+    """What the agent's certificate is checked against: ``agent.tls_cert`` itself (a
+    self-signed certificate, or a chain file that ends with its CA), else nothing to check."""
+    return str(config.agent.tls_cert) if config.agent.tls_cert is not None else True
+
+
+def loopback_url(host: str, port: int, *, tls: bool = False) -> str:
     """The URL a local client uses for a listener on ``host`` (wildcards mean loopback)."""
     if host in ("", "0.0.0.0"):  # noqa: S104 - naming the wildcard, not binding it
         host = "127.0.0.1"
@@ -51,15 +58,18 @@ def loopback_url(host: str, port: int) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 class AgentClient:
-    def __init__(self, url: str, token: str, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 15.0, verify: str | bool = True
+    ) -> None:
         self.url = url.rstrip("/")
         self._token = token
         self.timeout = timeout
         self._session = requests.Session()
+        self._session.verify = verify
         # The agent is local: never send its token through HTTP(S)_PROXY from the environment.
         self._session.trust_env = False
 
@@ -127,34 +137,14 @@ class AgentClient:
             return False
         return response.status_code == 200
 
-    def grant(
-        self,
-        acl: str,
-        ip: str,
-        user: str,
-        *,
-        ttl: int | str | None = None,
-        expires_at: str | None = None,
-        note: str = "",
-        source: str | None = None,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"acl": acl, "ip": ip, "user": user}
-        if source:
-            body["source"] = source
-        if ttl is not None:
-            body["ttl"] = ttl
-        if expires_at is not None:
-            body["expires_at"] = expires_at
-        if note:
-            body["note"] = note
-        result: dict[str, Any] = self._request("POST", "/v1/grants", body=body)
+    def grant(self, request: GrantRequest) -> dict[str, Any]:
+        """``POST /v1/grants``: the stored grant."""
+        result: dict[str, Any] = self._request("POST", "/v1/grants", body=request.to_json())
         return result
 
-    def revoke(self, acl: str, ip: str, user: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"acl": acl, "ip": ip}
-        if user is not None:
-            body["user"] = user
-        result: dict[str, Any] = self._request("DELETE", "/v1/grants", body=body)
+    def revoke(self, request: RevokeRequest) -> dict[str, Any]:
+        """``DELETE /v1/grants``: ``{"ended": n}``."""
+        result: dict[str, Any] = self._request("DELETE", "/v1/grants", body=request.to_json())
         return result
 
     def flush(self, acl: str) -> dict[str, Any]:

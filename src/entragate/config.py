@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from entragate.exposure import tls_problems
+
 DEFAULT_PATHS = (Path("/etc/entragate/config.toml"), Path("entragate.toml"))
 
 
@@ -109,6 +111,8 @@ class AgentConfig:
     max_ttl: int = 7 * 86400
     script_ttl: int = 12 * 3600
     placeholder: str = "192.0.2.255/32"
+    tls_cert: Path | None = None  # PEM; required when listen is not a loopback address
+    tls_key: Path | None = None
 
     @property
     def listen_host(self) -> str:
@@ -189,6 +193,8 @@ _AGENT_KEYS = (
     "max_ttl",
     "script_ttl",
     "placeholder",
+    "tls_cert",
+    "tls_key",
 )
 _ACL_KEYS = ("location", "trusted", "create", "static", "max_ranges", "max_locations")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -386,10 +392,13 @@ def load_config(
         ),
         placeholder=as_str("agent.placeholder", agent_raw.get("placeholder"))
         or AgentConfig.placeholder,
+        tls_cert=as_path("agent.tls_cert", agent_raw.get("tls_cert")),
+        tls_key=as_path("agent.tls_key", agent_raw.get("tls_key")),
     )
     host, sep, port = agent.listen.rpartition(":")
     if not sep or not port.isdigit():
         problems.append(f"agent.listen {agent.listen!r} is not HOST:PORT")
+    problems.extend(tls_problems(agent))
     if not agent.store.startswith(("sqlite:", "postgresql://", "postgres://")):
         problems.append(f"agent.store {agent.store!r} must start with sqlite:/// or postgresql://")
 

@@ -1,17 +1,17 @@
 """The grant operations shared by the HTTP API and the CLI's direct mode.
 
-Everything a caller sends is validated here (SPEC section 4) before the store is
-touched, so a refusal (:class:`InvalidGrant`) leaves the store exactly as it was.
-A grant that would not fit the ACL's shards is refused with ENTRA007 inside the
-store's transaction (``capacity_check``), so two concurrent grants cannot both
-squeeze into the last free slot.
+Requests arrive parsed (:class:`GrantRequest`, :class:`RevokeRequest`: types and
+formats are the model's); the rules that need the configuration are checked here
+(docs/design.md#grant-model) before the store is touched, so a refusal
+(:class:`InvalidGrant`) leaves the store exactly as it was. A grant that would not fit
+the ACL's shards is refused with ``Code.ENTRA007`` inside the store's transaction
+(``capacity_check``), so two concurrent grants cannot both squeeze into the last free slot.
 """
 
 from __future__ import annotations
 
 import builtins
 import ipaddress
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,66 +20,33 @@ from entragate.config import Config
 from entragate.errors import RequestRejected
 from entragate.grants import (
     Grant,
+    GrantRequest,
     GrantStore,
     InvalidGrant,
+    InvalidRequest,
+    RevokeRequest,
+    canonical_user,
     check_ttl,
     format_ttl,
-    has_unsafe_characters,
     normalize_cidr,
     parse_cidr,
-    parse_ttl,
     rfc3339,
     utcnow,
     validate_acl,
-    validate_user,
 )
 from entragate.logs import get_logger
 from entragate.sync.ranges import make_capacity_check
 
+__all__ = ["GrantService", "InvalidRequest", "UnknownAcl", "canonical_user", "default_capacity"]
+
 Capacity = Callable[[str, Sequence[str]], None]
 
-MAX_NOTE_LEN = 1024
-MAX_SOURCE_LEN = 64
 MAX_IP_TEXT = 64  # the longest IPv6 CIDR text is 43 characters; zone ids add a few
-MAX_TTL_TEXT = 32  # "1w6d23h59m59s" is 13; anything much longer is not a duration
 
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
-class InvalidRequest(ValueError):
-    """A field other than the grant's acl/ip/user/ttl is unusable (API: 400 invalid_request)."""
-
-    code = "invalid_request"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def clean_text(field: str, value: object, max_len: int) -> str:
-    """A free-text field (note, source): a string of at most ``max_len`` characters with no
-    control, format (bidi, zero-width) or line-separator characters, which would reach
-    terminals through ``entragate list`` and log lines."""
-    if not isinstance(value, str):
-        raise InvalidRequest(f"{field} must be a string")
-    text = value.strip()
-    if len(text) > max_len:
-        raise InvalidRequest(f"{field} is {len(text)} characters; at most {max_len}")
-    if has_unsafe_characters(text):
-        raise InvalidRequest(
-            f"{field} {text[:40]!r} contains control or invisible characters; send plain text"
-        )
-    return text
-
-
-def canonical_user(user: object) -> str:
-    """``validate_user`` plus: valid Unicode text, composed (NFC), so "é" typed as e + U+0301
-    and as U+00E9 is one user, whose grants revoke and ``script flush`` both find."""
-    text = validate_user(user)
-    return validate_user(unicodedata.normalize("NFC", text))
-
-
-def unmap_ipv4(ip: object) -> object:
+def unmap_ipv4(ip: str) -> str:
     """``::ffff:a.b.c.d`` (an IPv4 client as a dual-stack socket reports it) → ``a.b.c.d``.
 
     Entra evaluates an IPv4 client by its IPv4 source address, never by the mapped
@@ -88,11 +55,11 @@ def unmap_ipv4(ip: object) -> object:
     mapped prefixes shorter than /96, is returned unchanged for ``parse_cidr`` to judge.
     Text far longer than any address is refused here, keeping error messages short.
     """
-    if isinstance(ip, str) and len(ip.strip()) > MAX_IP_TEXT:
+    if len(ip.strip()) > MAX_IP_TEXT:
         raise InvalidGrant(
             "invalid_ip", f"{ip.strip()[:24]!r}… is not an IP address or CIDR (too long)"
         )
-    if not isinstance(ip, str) or ":" not in ip or "%" in ip:
+    if ":" not in ip or "%" in ip:
         return ip
     addr_text, slash, prefix_text = ip.strip().partition("/")
     try:
@@ -118,7 +85,7 @@ class UnknownAcl(InvalidGrant):
 
 def default_capacity(config: Config) -> Capacity:
     """The ACL's shards (``max_ranges`` x ``max_locations``) as the limit, refused with
-    ENTRA007; the agent and the CLI's direct mode both use this one rule."""
+    ``Code.ENTRA007``; the agent and the CLI's direct mode both use this one rule."""
 
     def check(acl_name: str, cidrs: Sequence[str]) -> None:
         acl = config.acls[acl_name]
@@ -164,45 +131,16 @@ class GrantService:
             raise UnknownAcl(name, self.config.acls)
         return name
 
-    def _expiry(
-        self, ttl: int | str | None, expires_at: datetime | None, now: datetime
-    ) -> datetime:
+    def _expiry(self, request: GrantRequest, now: datetime) -> datetime:
         max_ttl = self.config.agent.max_ttl
-        if ttl is not None and expires_at is not None:
-            raise InvalidGrant("invalid_ttl", "give either ttl or expires_at, not both")
-        if ttl is None and expires_at is None:
-            raise InvalidGrant(
-                "invalid_ttl", "a grant needs a ttl (e.g. 8h) or an expires_at time; none given"
-            )
-        if ttl is not None:
-            if isinstance(ttl, str) and len(ttl.strip()) > MAX_TTL_TEXT:
-                raise InvalidGrant(
-                    "invalid_ttl",
-                    f"TTL {ttl.strip()[:20]!r}… is not a duration (use seconds, or e.g. 8h, 7d)",
+        if request.ttl is not None:
+            if request.ttl > max(max_ttl, 10**12):
+                raise InvalidGrant(  # keep the message short: no 4,000-digit numbers
+                    "ttl_too_long", f"TTL is far beyond max_ttl {format_ttl(max_ttl)} ({max_ttl}s)"
                 )
-            try:
-                seconds = parse_ttl(ttl)
-                if max_ttl is not None and seconds > max(max_ttl, 10**12):
-                    raise InvalidGrant(  # keep the message short: no 4,000-digit numbers
-                        "ttl_too_long",
-                        f"TTL is far beyond max_ttl {format_ttl(max_ttl)} ({max_ttl}s)",
-                    )
-                seconds = check_ttl(seconds, max_ttl)
-            except ValueError:  # e.g. an integer too long to convert
-                raise InvalidGrant(
-                    "invalid_ttl", "TTL is not a duration (use seconds, or e.g. 8h, 7d)"
-                ) from None
-            return now + timedelta(seconds=seconds)
-        assert expires_at is not None
-        if not isinstance(expires_at, datetime):
-            raise InvalidGrant("invalid_ttl", f"expires_at {expires_at!r} is not a time")
-        if expires_at.tzinfo is None or expires_at.utcoffset() is None:
-            raise InvalidGrant(
-                "invalid_ttl",
-                f"expires_at {expires_at.isoformat()} has no time zone; use RFC 3339 "
-                "with Z or an offset",
-                expires_at.isoformat(),
-            )
+            return now + timedelta(seconds=check_ttl(request.ttl, max_ttl))
+        expires_at = request.expires_at
+        assert expires_at is not None  # the model holds exactly one of the two
         try:
             expires_at = expires_at.astimezone(UTC)
         except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
@@ -241,14 +179,19 @@ class GrantService:
         source: str = "cli",
         now: datetime | None = None,
     ) -> Grant:
-        """Validate and store a grant (renewing an existing one); returns the stored grant."""
-        acl = self.check_acl(acl)
-        user = canonical_user(user)
-        cidr = str(parse_cidr(unmap_ipv4(ip)))  # type: ignore[arg-type]
+        """:meth:`submit_grant` of these values (``ttl`` may be a duration such as ``"8h"``)."""
+        fields = {"acl": acl, "ip": ip, "user": user, "ttl": ttl, "expires_at": expires_at,
+                  "note": note, "source": source}
+        request = GrantRequest.parse(fields, durations=True, default_source="cli")
+        return self.submit_grant(request, now=now)
+
+    def submit_grant(self, request: GrantRequest, *, now: datetime | None = None) -> Grant:
+        """Check and store a grant (renewing an existing one); returns the stored grant."""
+        acl = self.check_acl(request.acl)
+        user = canonical_user(request.user)
+        cidr = str(parse_cidr(unmap_ipv4(request.ip)))
         now = now or utcnow()
-        expiry = self._expiry(ttl, expires_at, now)
-        note = clean_text("note", note or "", MAX_NOTE_LEN)
-        source = clean_text("source", source, MAX_SOURCE_LEN)
+        expiry = self._expiry(request, now)
 
         def capacity_check(cidrs: Sequence[str]) -> None:
             self.capacity(acl, cidrs)
@@ -258,8 +201,8 @@ class GrantService:
             user,
             cidr,
             expiry,
-            source=source,
-            note=note,
+            source=request.source,
+            note=request.note,
             now=now,
             capacity_check=capacity_check,
         )
@@ -275,12 +218,15 @@ class GrantService:
         return grant
 
     def revoke(self, acl: str, ip: str, user: str | None = None) -> int:
-        """End the grants of ``ip`` in ``acl`` (of ``user`` only when given); idempotent."""
-        acl = self.check_acl(acl)
+        """:meth:`submit_revoke` of these values."""
+        return self.submit_revoke(RevokeRequest.parse({"acl": acl, "ip": ip, "user": user}))
+
+    def submit_revoke(self, request: RevokeRequest) -> int:
+        """End the grants of the address (of one user, or of every holder); idempotent."""
+        acl = self.check_acl(request.acl)
         # structural only: a grant made under older limits can go
-        cidr = normalize_cidr(unmap_ipv4(ip))  # type: ignore[arg-type]
-        if user is not None:
-            user = canonical_user(user)
+        cidr = normalize_cidr(unmap_ipv4(request.ip))
+        user = None if request.user is None else canonical_user(request.user)
         return self._ended(self.store.revoke(acl, cidr, user))
 
     def flush(self, acl: str) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entragate.config import Config
 from entragate.logs import store_label
+
+if TYPE_CHECKING:
+    from entragate.grants.model import GrantRequest, RevokeRequest
 
 
 @dataclass
@@ -32,21 +35,18 @@ class Backend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def grant(
-        self, acl: str, ip: str, user: str, *, ttl: str | int, note: str, source: str
-    ) -> dict[str, Any]:
+    def grant(self, request: GrantRequest) -> dict[str, Any]:
+        """The stored grant, as JSON."""
         if self.client is not None:
-            result: dict[str, Any] = self.client.grant(
-                acl, ip, user, ttl=ttl, note=note, source=source
-            )
+            result: dict[str, Any] = self.client.grant(request)
             return result
-        grant = self.service.grant(acl, ip, user, ttl=ttl, note=note, source=source)
-        return dict(grant.to_json())
+        return dict(self.service.submit_grant(request).to_json())
 
-    def revoke(self, acl: str, ip: str, user: str | None) -> int:
+    def revoke(self, request: RevokeRequest) -> int:
+        """How many grants ended."""
         if self.client is not None:
-            return int(self.client.revoke(acl, ip, user)["ended"])
-        return int(self.service.revoke(acl, ip, user))
+            return int(self.client.revoke(request)["ended"])
+        return int(self.service.submit_revoke(request))
 
     def flush(self, acl: str) -> int:
         if self.client is not None:
@@ -61,12 +61,12 @@ class Backend:
 
 def open_backend(config: Config) -> Backend:
     """The agent when it answers and a token is available, else the store directly."""
-    from entragate.agent_client import AgentClient, agent_url
+    from entragate.agent_client import AgentClient, agent_url, agent_verify
     from entragate.api import find_api_token
 
     token = find_api_token(config)
     url = agent_url(config)
-    client = AgentClient(url, token or "")
+    client = AgentClient(url, token or "", verify=agent_verify(config))
     agent_up = client.reachable()  # /healthz needs no token
     if token and agent_up:
         return Backend("agent", url, client=client)

@@ -67,7 +67,6 @@ def operation_errors(*, one_line: bool = False) -> Iterator[None]:
     from entragate.errors import EntraError
     from entragate.grants import InvalidGrant, StoreError
     from entragate.logs import redact_text
-    from entragate.service import InvalidRequest
 
     def out(code: int, text: str) -> NoReturn:
         if one_line:
@@ -76,10 +75,8 @@ def operation_errors(*, one_line: bool = False) -> Iterator[None]:
 
     try:
         yield
-    except InvalidGrant as exc:
+    except InvalidGrant as exc:  # refused by the grant model's parser or by policy
         out(2, f"entragate: {exc.reason}: {exc.message}")
-    except InvalidRequest as exc:
-        out(2, f"entragate: {exc.code}: {exc.message}")
     except UsageFailure as exc:
         out(2, "\n".join(f"entragate: {line}" for line in exc.lines))
     except ConfigError as exc:

@@ -16,6 +16,7 @@ from entragate.cli.base import (
     operation_errors,
     print_json,
 )
+from entragate.grants.model import GrantRequest, RevokeRequest
 from entragate.logs import printable
 
 
@@ -44,8 +45,14 @@ def grant(
       entragate grant 81.2.69.142 --acl staff --user alice --ttl 8h --note "on call"
     """
     config = load_cli_config(ctx)
-    with operation_errors(), open_backend(config) as backend:
-        result = backend.grant(acl, ip, user, ttl=ttl, note=note, source="cli")
+    with operation_errors():
+        request = GrantRequest.parse(
+            {"acl": acl, "ip": ip, "user": user, "ttl": ttl, "note": note},
+            durations=True,
+            default_source="cli",
+        )
+        with open_backend(config) as backend:
+            result = backend.grant(request)
     if json_wanted(ctx, json_flag):
         print_json(result)
     else:
@@ -72,8 +79,10 @@ def revoke(ctx: click.Context, ip: str, acl: str, user: str | None, json_flag: b
       entragate revoke 81.2.69.142 --acl staff --user alice
     """
     config = load_cli_config(ctx)
-    with operation_errors(), open_backend(config) as backend:
-        ended = backend.revoke(acl, ip, user)
+    with operation_errors():
+        request = RevokeRequest.parse({"acl": acl, "ip": ip, "user": user})
+        with open_backend(config) as backend:
+            ended = backend.revoke(request)
     if json_wanted(ctx, json_flag):
         print_json({"ended": ended})
     else:

@@ -9,6 +9,7 @@ import click
 from entragate.cli.backend import open_backend
 from entragate.cli.base import MODE_HELP, UsageFailure, cli_state, fail, operation_errors
 from entragate.config import ConfigError, load_config
+from entragate.grants.model import GrantRequest, RevokeRequest, canonical_user
 
 
 @click.command(
@@ -44,22 +45,20 @@ def script(ctx: click.Context, action: str, acl: str, ip: str | None) -> None:
     with operation_errors(one_line=True):
         if action in ("add", "del") and not ip:
             raise UsageFailure(f"script {action} needs an IP address: script {action} ACL IP")
-        from entragate.service import canonical_user
-
         user = canonical_user(user)  # as stored, so flush finds this user's grants
+        ttl = min(config.agent.script_ttl, config.agent.max_ttl)  # a safety expiry
+        fields = {"acl": acl, "ip": ip, "user": user}
         with open_backend(config) as backend:
             if action == "add":
-                assert ip is not None
-                ttl = min(config.agent.script_ttl, config.agent.max_ttl)
-                result = backend.grant(acl, ip, user, ttl=ttl, note="", source="knocknoc")
+                request = GrantRequest.parse({**fields, "ttl": ttl, "source": "knocknoc"})
+                result = backend.grant(request)
                 click.echo(f"ok: {result['cidr']} granted in {acl} until {result['expires_at']}")
             elif action == "del":
-                assert ip is not None
-                ended = backend.revoke(acl, ip, user)
+                ended = backend.revoke(RevokeRequest.parse(fields))
                 click.echo(f"ok: {ip} removed from {acl} ({ended} grant(s) ended)")
             else:
                 ended = 0
                 for g in backend.list(acl):
                     if g["user"] == user:
-                        ended += backend.revoke(acl, g["cidr"], user)
+                        ended += backend.revoke(RevokeRequest.parse({**fields, "ip": g["cidr"]}))
                 click.echo(f"ok: {acl} flushed ({ended} grant(s) of {user} ended)")

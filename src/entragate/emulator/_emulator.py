@@ -20,7 +20,7 @@ from ._server import TLSHTTPServer
 from .faults import EmulatorFault, Faults
 from .graph_api import GraphApi
 from .state import ALL_HOSTS, GRAPH_HOSTS, LOGIN_HOSTS, RequestRecord, TenantState
-from .tls import DEFAULT_INSPECTION_CA, TlsServing
+from .tls import DEFAULT_INTERCEPTING_CA, TlsServing
 from .token_service import TokenService
 from .tokens import SigningKey
 
@@ -117,8 +117,8 @@ class Emulator(TenantState):
         self,
         name: str | None,
         *,
-        issuer_cn: str = DEFAULT_INSPECTION_CA[0],
-        issuer_o: str = DEFAULT_INSPECTION_CA[1],
+        issuer_cn: str = DEFAULT_INTERCEPTING_CA[0],
+        issuer_o: str = DEFAULT_INTERCEPTING_CA[1],
     ) -> None:
         """Serve new connections with a broken chain (see TLS_SCENARIOS); None restores.
 

@@ -39,7 +39,7 @@ TLS_SCENARIOS: tuple[str, ...] = (
 WRONG_HOST = "wronghost.example.net"
 ROOT_NAME = pki.name("Emulated Microsoft ECC Root Certificate Authority 2017", "entragate emulator", country="US")
 ISSUING_NAME = pki.name("Emulated Microsoft Azure ECC TLS Issuing CA 01", "entragate emulator", country="US")
-DEFAULT_INSPECTION_CA = ("Zscaler Root CA", "Zscaler Inc.")
+DEFAULT_INTERCEPTING_CA = ("Zscaler Root CA", "Zscaler Inc.")
 _ROOT_FILES = ("root-ca.pem", "root-ca.key")
 
 # (scenario, inspection CA common name, organisation, server clock offset) -> contexts by SNI name
@@ -67,7 +67,7 @@ class TlsServing:
         pki.write_public(self.ca_bundle_path, root.cert_pem)
         self.scenario: str | None = None
         self.scenario_ca_path: Path | None = None
-        self._inspection_ca_name = DEFAULT_INSPECTION_CA
+        self._inspection_ca_name = DEFAULT_INTERCEPTING_CA
         self._inspection_cas: dict[tuple[str, str, bool], pki.CA] = {}
         self._contexts: dict[_ContextKey, dict[str, ssl.SSLContext]] = {}
         self._active: dict[str, ssl.SSLContext] = {}

@@ -1,18 +1,19 @@
-"""Grants: input validation and the durable grant store (SQLite or PostgreSQL)."""
+"""Grants: the grant model, input validation and the durable grant store (SQLite or
+PostgreSQL)."""
 
 from __future__ import annotations
 
-from .store import (
-    CapacityCheck,
+from .model import (
     Grant,
-    GrantStore,
-    StoreError,
-    StoreUnavailable,
+    GrantRequest,
+    InvalidRequest,
+    RevokeRequest,
+    canonical_user,
     parse_rfc3339,
     rfc3339,
-    store_kind,
     utcnow,
 )
+from .store import CapacityCheck, GrantStore, StoreError, StoreUnavailable, store_kind
 from .validation import (
     InvalidGrant,
     check_ttl,
@@ -28,10 +29,14 @@ from .validation import (
 __all__ = [
     "CapacityCheck",
     "Grant",
+    "GrantRequest",
     "GrantStore",
     "InvalidGrant",
+    "InvalidRequest",
+    "RevokeRequest",
     "StoreError",
     "StoreUnavailable",
+    "canonical_user",
     "check_ttl",
     "format_ttl",
     "has_unsafe_characters",

@@ -18,10 +18,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
-if TYPE_CHECKING:  # store.py imports this module
-    from .store import Grant
+from .model import Grant
 
 
 @dataclass

@@ -27,6 +27,7 @@ Reason = Literal[
     "invalid_acl",
     "unknown_acl",
     "capacity",
+    "invalid_request",
 ]
 REASONS: frozenset[str] = frozenset(get_args(Reason))
 

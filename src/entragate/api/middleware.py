@@ -1,0 +1,95 @@
+"""The layer around every request: token, access log, common headers, HEAD, framing.
+
+Pure ASGI, outside the application's routing, so that the token is checked before any
+route, 404 or 405 answers, and an error the application did not handle still answers
+in the API's error shape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from entragate.logs import get_logger, printable
+
+from .auth import OPEN_PATHS, BearerToken, unauthorized
+from .errors import COMMON_HEADERS, api_error, send_error
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_CLOSE = (b"connection", b"close")
+
+
+def _announces_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+class ApiMiddleware:
+    def __init__(self, app: App, token: BearerToken) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        answered: list[int] = []  # the status, once the response started
+        body_pending = _announces_body(scope["headers"])
+
+        async def receive_body() -> Message:
+            nonlocal body_pending
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_pending = False
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered.append(message["status"])
+                headers = [*message.get("headers", []), *COMMON_HEADERS]
+                if body_pending:
+                    # an unread body would be parsed as the next request on this connection
+                    headers.append(_CLOSE)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            if scope["path"] not in OPEN_PATHS and not self.token.accepts(scope["headers"]):
+                await send_error(send_with_headers, unauthorized())
+                return
+            # HEAD is GET without the body (the server drops it): route it as GET
+            inner = {**scope, "method": "GET"} if scope["method"] == "HEAD" else scope
+            await self.app(inner, receive_body, send_with_headers)
+        except Exception as exc:  # the application's handlers answered (and logged) if they could
+            if not answered:
+                await send_error(send_with_headers, api_error(exc))
+        finally:
+            _access_log(scope, answered[0] if answered else 0, started)
+
+
+def _access_log(scope: Scope, status: int, started: float) -> None:
+    """One event per request, without any header (so never the token) or query string."""
+    path = scope["path"]
+    client = scope.get("client")
+    event = {
+        "method": printable(scope["method"]),
+        "path": printable(path if len(path) <= 200 else path[:200] + "…"),
+        "status": status,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        "client": client[0] if client else None,
+    }
+    log = get_logger(component="api")
+    if path in QUIET_PATHS and 0 < status < 400:
+        log.debug("api.request", **event)
+    else:
+        log.info("api.request", **event)
