@@ -113,6 +113,7 @@ timeout = 10
 
 [acl.staff]
 location = "{LOCATION}"
+create = true
 max_ranges = {max_ranges}
 max_locations = {max_locations}
 

@@ -49,6 +49,7 @@ rate = 2
     assert config.timeout == 3.0
     assert config.acls["staff"].static == ("81.2.69.0/24",)
     assert config.acls["staff"].max_locations == 3
+    assert config.acls["staff"].create is False  # a typo must not create a new location
     assert config.agent.listen_port == 9999
     assert config.agent.rate == 2.0
     assert config.client_secret is not None and config.client_secret.reveal() == "s3cr3t-value"
@@ -65,6 +66,7 @@ def test_environment_overrides_file_and_secret_file(tmp_path: Path) -> None:
     )
     assert config.client_secret is not None and config.client_secret.reveal() == "from-a-file"
     assert config.graph_host == "microsoftgraph.chinacloudapi.cn"
+    assert config.login_host == "login.partner.microsoftonline.cn"
     assert config.ca_bundle == Path("/etc/corp.pem")
     assert config.ca_bundle_origin == "ENTRAGATE_CA_BUNDLE"
     assert config.agent.rate == 0.5

@@ -135,7 +135,10 @@ def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] |
                 f"another agent is the writer for this tenant ({lease.why_not()}); "
                 "it keeps Entra in sync: nothing was written (try --dry-run to see the plan)",
             )
-        engine.expire_due()
+        if not dry_run:
+            # A dry run changes nothing, not even the store: active() already leaves
+            # expired grants out of the plan.
+            engine.expire_due()
         if not engine.refresh_remote():
             _raise_first_error(engine)
         plan = engine.plan()

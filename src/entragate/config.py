@@ -30,7 +30,8 @@ CLOUDS: dict[str, Cloud] = {
     "global": Cloud("global", "login.microsoftonline.com", "graph.microsoft.com"),
     "usgov": Cloud("usgov", "login.microsoftonline.us", "graph.microsoft.us"),
     "usgov-dod": Cloud("usgov-dod", "login.microsoftonline.us", "dod-graph.microsoft.us"),
-    "china": Cloud("china", "login.chinacloudapi.cn", "microsoftgraph.chinacloudapi.cn"),
+    # China's current login host; the older login.chinacloudapi.cn still answers.
+    "china": Cloud("china", "login.partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
 }
 
 
@@ -94,7 +95,9 @@ class AclConfig:
     name: str
     location: str
     trusted: bool = False
-    create: bool = True
+    #: Create the location when no location has its name (never from an id): off by
+    #: default, so a typo in a name cannot silently create an unused location.
+    create: bool = False
     static: tuple[str, ...] = ()
     max_ranges: int = 2000
     max_locations: int = 1
@@ -426,7 +429,7 @@ def load_config(
             name=name,
             location=as_str(f"acl.{name}.location", table.get("location")) or name,
             trusted=as_bool(f"acl.{name}.trusted", table.get("trusted"), False),
-            create=as_bool(f"acl.{name}.create", table.get("create"), True),
+            create=as_bool(f"acl.{name}.create", table.get("create"), AclConfig.create),
             static=tuple(str(s) for s in static),
             max_ranges=max_ranges,
             max_locations=int(

@@ -52,6 +52,7 @@ class TokenProvider:
         self._session = session
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
+        self._last_error: tuple[dict[str, Any], int] | None = None
 
     @property
     def host(self) -> str:
@@ -90,13 +91,25 @@ class TokenProvider:
                 authority=self._config.authority,
                 http_client=self._session,
                 instance_discovery=False,
+                # Never a regional token endpoint (MSAL_FORCE_REGION would pick one): the
+                # agent, its proxy rules, connect_to and the doctor must see one login host.
+                azure_region=False,
                 token_cache=msal.TokenCache(),
             )
         return self._app
 
-    def _failure_from_last_response(self) -> EntraError | None:
+    def _last_error_answer(self) -> tuple[dict[str, Any], int] | None:
+        """The token endpoint's last error answer (body, status).
+
+        msal answers repeated requests from its HTTP cache for a while after a 5xx or
+        429 (seconds, or Retry-After) and after a 400 (a minute), with no new response
+        reaching the session; the answer remembered here keeps reporting what Microsoft
+        said (ENTRA008, ENTRA005 …) rather than msal's generic error.
+        """
         response = self._session.last_response()
-        if response is None or response.status_code < 400:
+        if response is None:
+            return self._last_error  # msal answered from its cache
+        if response.status_code < 400:
             return None
         try:
             body = response.json()
@@ -104,7 +117,8 @@ class TokenProvider:
             body = {"error": f"HTTP {response.status_code}"}
         if not isinstance(body, dict):
             body = {"error": f"HTTP {response.status_code}"}
-        return from_token_result(body, host=self.host, status=response.status_code)
+        self._last_error = (body, response.status_code)
+        return self._last_error
 
     def access_token(self) -> str:
         with self._lock:
@@ -115,15 +129,15 @@ class TokenProvider:
             except EntraError:
                 raise
             except Exception as exc:
-                failure = self._failure_from_last_response()
-                if failure is None:
-                    failure = classify_exception(exc, host=self.host, operation="token request")
-                raise failure from exc
+                answer = self._last_error_answer()
+                if answer is None:
+                    raise classify_exception(exc, host=self.host, operation="token request") from exc
+                raise from_token_result(answer[0], host=self.host, status=answer[1]) from exc
             if result and "access_token" in result:
+                self._last_error = None
                 return str(result["access_token"])
-            response = self._session.last_response()
-            status = response.status_code if response is not None else None
-            raise from_token_result(result or {}, host=self.host, status=status)
+            answer = self._last_error_answer()
+            raise from_token_result(result or {}, host=self.host, status=answer[1] if answer else None)
 
     def invalidate(self) -> None:
         """Drop cached tokens (Graph said 401: the token may have been revoked)."""

@@ -37,6 +37,9 @@ from entragate.sync.status import acl_status, plan_entry
 from entragate.sync.tracker import DesiredTracker
 from entragate.sync.writer import Failures, LocationWriter
 
+#: Seconds between re-reads while Graph still shows a location as it was before our write.
+CONSISTENCY_POLL = 2.0
+
 
 class SyncEngine:
     def __init__(
@@ -268,14 +271,18 @@ class SyncEngine:
         with self._lock:
             if not self.role.writer:
                 return False  # lost the lease during the read: this view is not ours to keep
+            stale = False
             for acl_name, states in self.shards.items():
-                adopt(
+                stale = adopt(
                     self.config.acls[acl_name],
                     states,
                     locations,
                     host=self.graph.host,
                     park=self.failures.park,
-                )
+                ) or stale
+            if stale:
+                # Graph is eventually consistent: poll (paced) until it shows our write.
+                self._verify_due = min(self._verify_due, time.monotonic() + CONSISTENCY_POLL)
             self.role.fresh = True
             self.tracker.stale = True  # a full reconcile: the desired state is rebuilt against this read
         self._verified_once = True

@@ -14,6 +14,7 @@ from typing import Any
 from entragate.config import AclConfig
 from entragate.errors import Code, EntraError, LocationProblem, Throttled
 from entragate.graph.client import GraphClient, NamedLocation
+from entragate.graph.matching import is_location_id
 from entragate.logs import get_logger
 from entragate.sync.pacer import Pacer, full_jitter
 from entragate.sync.role import WriterLeaseLost
@@ -147,12 +148,16 @@ class LocationWriter:
 
     def _send(self, acl: AclConfig, state: LocationState, ranges: list[str]) -> None:
         if state.location is None:
-            if not acl.create:
+            # The first location is created only when asked for by name (an id never is);
+            # further shards are the agent's own and follow max_locations.
+            if state.index == 0 and (not acl.create or is_location_id(acl.location)):
                 raise LocationProblem(
-                    f"no named location is called {state.name!r} and create is off",
+                    f"acl {acl.name}: no IP named location is {acl.location!r}, and entragate "
+                    + ("never creates a location from an id" if acl.create else "create is off"),
                     host=self.graph.host,
                     operation="find named location",
-                    hint="create it in the portal, set `create = true`, or configure its id",
+                    hint="fix the name or id, or set `create = true` on the acl to create it by name",
+                    reason="missing",
                 )
             state.location = self.graph.create_location(state.name, ranges, trusted=acl.trusted)
             state.name = state.location.display_name
