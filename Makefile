@@ -45,8 +45,9 @@ unit: setup system-deps
 
 test: lint unit
 
+# Benchmarks are not tests (make test never runs them): figures land in bench/results.json.
 bench: setup
-	$(BIN)/python bench/burst.py
+	$(BIN)/python bench/all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,8 @@ are generous safety timeouts only.
 from __future__ import annotations
 
 import ast
+import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,27 @@ def test_storm_of_429s_without_retry_after_converges(emu: Emulator, app: Any, tm
         agent.stop()
 
 
+def test_a_429_while_we_left_budget_unused_slows_the_pace_then_it_recovers(
+    emu: Emulator, app: Any, tmp_path: Path
+) -> None:
+    agent = start_agent(emu, app, tmp_path, agent={"rate": 20.0}, backoff_cap=2.0)
+    try:
+        assert wait_for(lambda: agent.pacer.seconds_until_ready() == 0)
+        time.sleep(0.2)  # idle for several intervals: the next 429 is someone else's doing
+        emu.set_fault(EmulatorFault(kind="throttle", host="graph", count=1))
+        agent.service.grant("staff", "81.6.0.1", "alice", ttl=3600, source="test")
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.6.0.1/32"})
+        assert agent.pacer.lowered == 1
+        for i in range(12):  # successes bring the pace back, never above rate
+            agent.service.grant("staff", f"81.6.{i + 1}.1", f"user{i}", ttl=3600, source="test")
+            assert wait_for(lambda i=i: f"81.6.{i + 1}.1/32" in (remote_ranges(emu, app.tenant_id) or set()))
+        pace = agent.engine.status()["pace"]
+        assert pace == {"rate": 20.0, "current": 20.0}
+        assert b"entragate_pace_requests_per_second 20.0" in agent.metrics.render()
+    finally:
+        agent.stop()
+
+
 def test_403_stops_writes_keeps_grants_and_resumes(emu: Emulator, app: Any, tmp_path: Path) -> None:
     emu.create_location(app.tenant_id, LOCATION, [PLACEHOLDER])
     emu.set_roles(app.tenant_id, app.client_id, ["Policy.Read.All"])
@@ -181,6 +204,68 @@ def test_shards_spread_ranges_without_rewriting_every_location(emu: Emulator, ap
         assert all(g.cidr != "81.4.250.1/32" for g in agent.store.active("staff"))
     finally:
         agent.stop()
+
+
+def test_shard_locations_are_created_only_when_needed(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    acls = {"staff": AclConfig(name="staff", location=LOCATION, max_ranges=3, max_locations=3, create=True)}
+    agent = start_agent(emu, app, tmp_path, acls=acls, agent={"rate": 50.0})
+    try:
+        def names() -> set[str]:
+            return {loc["displayName"] for loc in emu.locations(app.tenant_id)}
+
+        for i in range(3):
+            agent.service.grant("staff", f"81.4.{i}.1", f"user{i}", ttl=3600, source="test")
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {f"81.4.{i}.1/32" for i in range(3)})
+        assert f"{LOCATION} (2)" not in names() and f"{LOCATION} (3)" not in names()
+        agent.service.grant("staff", "81.4.9.1", "late", ttl=3600, source="test")
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id, f"{LOCATION} (2)") == {"81.4.9.1/32"})
+        assert f"{LOCATION} (3)" not in names()
+    finally:
+        agent.stop()
+
+
+def test_revocations_are_not_held_back_by_new_grants(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    """Counted in writes, not seconds: with L locations, a revoked address is gone within
+    L + 1 writes after its revoke, plus one write that may already be in flight."""
+    locations = 4
+    acls = {"staff": AclConfig(name="staff", location=LOCATION, max_ranges=5, max_locations=locations, create=True)}
+    agent = start_agent(emu, app, tmp_path, acls=acls, agent={"rate": 4.0})
+    try:
+        held = [f"81.5.{i}.1" for i in range(15)]
+        for i, address in enumerate(held):
+            agent.service.grant("staff", address, f"user{i}", ttl=3600, source="test")
+        assert wait_for(lambda: all_remote(emu, app.tenant_id) >= {f"{a}/32" for a in held})
+        rng = random.Random(4)
+        revokes: list[tuple[str, int]] = []
+        for serial in range(15, 40):
+            gone = held.pop(rng.randrange(len(held)))
+            revokes.append((f"{gone}/32", len(emu.writes(app.tenant_id))))
+            agent.service.revoke("staff", gone)
+            held.append(f"81.5.{serial}.1")
+            agent.service.grant("staff", held[-1], f"user{serial}", ttl=3600, source="test")
+            time.sleep(0.1)  # churn spread over the writer's slots (no time is asserted)
+        revoked = {cidr for cidr, _ in revokes}
+        assert wait_for(lambda: not (all_remote(emu, app.tenant_id) & revoked))
+        writes = emu.writes(app.tenant_id)
+        checked = 0
+        for cidr, before in revokes:
+            holder = next((w.location_id for w in reversed(writes[:before]) if w.ranges and cidr in w.ranges), None)
+            if holder is None:
+                continue  # revoked before it was ever written: there was nothing to remove
+            waited = next(
+                n
+                for n, w in enumerate(writes[before:], start=1)
+                if w.location_id == holder and w.ranges is not None and cidr not in w.ranges
+            )
+            assert waited <= locations + 2, (cidr, waited)
+            checked += 1
+        assert checked >= 10  # most revokes ended access Entra already held
+    finally:
+        agent.stop()
+
+
+def all_remote(emu: Emulator, tenant: str) -> set[str]:
+    return {r["cidrAddress"] for loc in emu.locations(tenant) for r in loc["ipRanges"]}
 
 
 def test_dry_run_plans_without_writing(emu: Emulator, app: Any, tmp_path: Path) -> None:

@@ -187,7 +187,7 @@ _PROBLEM_CAUSES = {"ambiguous": "location_ambiguous", "not_ip": "location_not_ip
 
 
 def _location_problem(acl: AclConfig, problem: LocationProblem) -> CheckResult:
-    """ENTRA006 for an acl whose location is missing, ambiguous or not an IP location."""
+    """The ENTRA006 result for an acl whose location is missing, ambiguous or not an IP location."""
     from entragate.graph.matching import is_location_id
 
     cause = Cause(_PROBLEM_CAUSES.get(problem.reason or "", "location_missing"), problem.detail,
