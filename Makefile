@@ -35,10 +35,11 @@ docs: setup
 # chromium (driven by Playwright's Python API, no browser download) tests the status page.
 system-deps:
 	@test -x $(PG_BIN)/initdb -a -f /etc/ssl/certs/ca-certificates.crt -a -x /usr/bin/systemd-analyze \
-		-a -x /usr/bin/sqlite3 -a -x /usr/bin/curl -a -x /usr/bin/openssl -a -x /usr/bin/chromium || { \
-		echo "installing postgresql-15, ca-certificates, systemd, sqlite3, curl, openssl, chromium (needed by the tests)"; \
+		-a -x /usr/bin/sqlite3 -a -x /usr/bin/curl -a -x /usr/bin/openssl -a -x /usr/bin/chromium -a -x /usr/bin/promtool || { \
+		echo "installing postgresql-15, ca-certificates, systemd, sqlite3, curl, openssl, chromium, prometheus (promtool) (needed by the tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			postgresql-15 ca-certificates systemd sqlite3 curl openssl chromium; }
+			postgresql-15 ca-certificates systemd sqlite3 curl openssl chromium; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 unit: setup system-deps
 	$(BIN)/python -m pytest -q

@@ -18,7 +18,6 @@ from tests.helpers.sync import remote_ranges, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make system-deps)")
 
 
 @pytest.fixture
