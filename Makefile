@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 PG_BIN := /usr/lib/postgresql/15/bin
 
-.PHONY: setup demo test lint unit bench clean system-deps
+.PHONY: setup demo test lint unit bench clean system-deps docs
 
 setup: $(STAMP)
 
@@ -24,20 +24,31 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# Generated and committed: docs/configuration.md, packaging/entragate.example.toml,
+# packaging/entragate.1 (the tests fail when they are stale).
+docs: setup
+	$(BIN)/python -m entragate.docgen .
+
 # The PostgreSQL tests start their own server from these binaries; install them if absent.
 # The system CA store is what the agent trusts without ca_bundle; the doctor tests read it.
+# systemd-analyze rates the unit's sandbox; sqlite3, curl and openssl run the guides' examples;
+# chromium (driven by Playwright's Python API, no browser download) tests the status page.
 system-deps:
-	@test -x $(PG_BIN)/initdb -a -f /etc/ssl/certs/ca-certificates.crt || { \
-		echo "installing postgresql-15 and ca-certificates (needed by the tests)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 ca-certificates; }
+	@test -x $(PG_BIN)/initdb -a -f /etc/ssl/certs/ca-certificates.crt -a -x /usr/bin/systemd-analyze \
+		-a -x /usr/bin/sqlite3 -a -x /usr/bin/curl -a -x /usr/bin/openssl -a -x /usr/bin/chromium -a -x /usr/bin/promtool || { \
+		echo "installing postgresql-15, ca-certificates, systemd, sqlite3, curl, openssl, chromium, prometheus (promtool) (needed by the tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			postgresql-15 ca-certificates systemd sqlite3 curl openssl chromium; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 unit: setup system-deps
 	$(BIN)/python -m pytest -q
 
 test: lint unit
 
+# Benchmarks are not tests (make test never runs them): figures land in bench/results.json.
 bench: setup
-	$(BIN)/python bench/burst.py
+	$(BIN)/python bench/all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

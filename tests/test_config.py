@@ -40,6 +40,7 @@ listen = "127.0.0.1:9999"
 rate = 2
 """,
     )
+    (tmp_path / "corp.pem").write_text("-----BEGIN CERTIFICATE-----\n")  # must exist
     config = load_config(path, env={})
     assert config.login_host == CLOUDS["usgov"].login_host
     assert config.graph_host == "graph.microsoft.us"
@@ -49,6 +50,7 @@ rate = 2
     assert config.timeout == 3.0
     assert config.acls["staff"].static == ("81.2.69.0/24",)
     assert config.acls["staff"].max_locations == 3
+    assert config.acls["staff"].create is False  # a typo must not create a new location
     assert config.agent.listen_port == 9999
     assert config.agent.rate == 2.0
     assert config.client_secret is not None and config.client_secret.reveal() == "s3cr3t-value"
@@ -58,14 +60,18 @@ rate = 2
 def test_environment_overrides_file_and_secret_file(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-a-file\n")
+    secret_file.chmod(0o600)  # a secret others can read is refused
+    corp = tmp_path / "corp.pem"
+    corp.write_text("-----BEGIN CERTIFICATE-----\n")  # must exist
     path = write(tmp_path, f'tenant_id = "{TENANT}"\nclient_id = "{CLIENT}"\nclient_secret_file = "secret"\n')
     config = load_config(
         path,
-        env={"ENTRAGATE_CLOUD": "china", "ENTRAGATE_CA_BUNDLE": "/etc/corp.pem", "ENTRAGATE_RATE": "0.5"},
+        env={"ENTRAGATE_CLOUD": "china", "ENTRAGATE_CA_BUNDLE": str(corp), "ENTRAGATE_RATE": "0.5"},
     )
     assert config.client_secret is not None and config.client_secret.reveal() == "from-a-file"
     assert config.graph_host == "microsoftgraph.chinacloudapi.cn"
-    assert config.ca_bundle == Path("/etc/corp.pem")
+    assert config.login_host == "login.partner.microsoftonline.cn"
+    assert config.ca_bundle == corp
     assert config.ca_bundle_origin == "ENTRAGATE_CA_BUNDLE"
     assert config.agent.rate == 0.5
 

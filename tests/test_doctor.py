@@ -40,6 +40,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+BREAK_GLASS_GROUP = "5d3f8a1e-0c4b-4e7a-9f2d-6b1c0e9a7d3f"
+
+
 @dataclass
 class Tenant:
     emu: Emulator
@@ -105,7 +108,10 @@ def tenant(tmp_path: Path) -> Iterator[Tenant]:
     try:
         tid = emu.add_tenant()
         app = emu.add_app(tid)
-        emu.create_location(tid, LOCATION, ["81.2.69.142/32"])
+        location_id = emu.create_location(tid, LOCATION, ["81.2.69.142/32"])
+        # A healthy tenant: an enabled policy uses the location and excludes break-glass.
+        emu.add_policy(tid, "entragate: block unless granted", exclude_locations=[location_id],
+                       exclude_groups=[BREAK_GLASS_GROUP])
         assert app.secret is not None and app.secret_id is not None
         yield Tenant(emu, tmp_path, tid, app.client_id, app.secret, app.secret_id)
     finally:
@@ -326,6 +332,16 @@ def test_entra001_expired_secret(tenant: Tenant) -> None:
     assert_failure(report, "ENTRA001", "token", ["aadsts_7000222"])
 
 
+def test_entra001_blocked_by_a_workload_identity_policy(tenant: Tenant) -> None:
+    tenant.emu.block_workload_identity(tenant.tenant_id, tenant.client_id)
+    report = tenant.run()
+    assert_failure(report, "ENTRA001", "token", ["workload_identity_blocked"])
+    token = report.check("token")
+    assert token.causes[0].details["aadsts"] == 53003
+    assert any("Service principal sign-ins" in line for line in token.fix)
+    assert any("exclude this app" in line for line in token.fix)
+
+
 def test_entra001_wrong_tenant(tenant: Tenant) -> None:
     report = tenant.run(tenant.config(tenant_id="00000000-0000-4000-8000-000000000001"))
     assert_failure(report, "ENTRA001", "token", ["aadsts_90002"])
@@ -417,10 +433,31 @@ def test_entra006_location_missing(tenant: Tenant) -> None:
     assert_failure(report, "ENTRA006", "locations", ["location_missing"])
 
 
+def test_entra006_location_id_that_does_not_exist(tenant: Tenant) -> None:
+    missing = "0b7a6f10-9f6e-4a55-8d1e-3c0c61d2a9f4"
+    for create in (False, True):  # an id is never "will be created"
+        report = tenant.run(tenant.config(acl={"location": missing, "create": create}))
+        assert_failure(report, "ENTRA006", "locations", ["location_missing"])
+        assert missing in report.check("locations").summary
+        assert any("never created" in line for line in report.check("locations").fix)
+
+
+def test_location_names_match_case_insensitively_and_typos_get_a_suggestion(tenant: Tenant) -> None:
+    report = tenant.run(tenant.config(acl={"location": LOCATION.upper()}))
+    assert report.check("locations").status == "pass", report.check("locations").summary
+    report = tenant.run(tenant.config(acl={"location": LOCATION + "x"}))
+    assert_failure(report, "ENTRA006", "locations", ["location_missing"])
+    cause = report.check("locations").causes[0]
+    assert f"did you mean {LOCATION!r}" in cause.summary
+    assert report.check("locations").fix[0] == f"set acl.staff.location to {LOCATION!r}"
+
+
 def test_entra006_location_ambiguous(tenant: Tenant) -> None:
     tenant.emu.create_location(tenant.tenant_id, LOCATION, ["81.2.69.143/32"])
     report = tenant.run()
     assert_failure(report, "ENTRA006", "locations", ["location_ambiguous"])
+    ids = [loc["id"] for loc in tenant.emu.locations(tenant.tenant_id)]
+    assert len(ids) == 2 and all(i in report.check("locations").summary for i in ids)
 
 
 def test_entra006_location_not_ip(tenant: Tenant) -> None:

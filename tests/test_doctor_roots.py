@@ -13,26 +13,39 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from entragate.doctor.roots import (
+    CURRENT_ROOTS,
+    LEGACY_ROOTS,
     MICROSOFT_ROOT_SPKI_SHA256,
     MICROSOFT_ROOTS,
     is_publisher_root,
     leads_to_publisher_root,
+    microsoft_root_for,
+    publisher_root_signing,
+    signed_by,
     spki_sha256,
 )
 from entragate.doctor.vendors import VENDORS, identify_vendor
 from entragate.emulator.pki import CA, name
 
+#: The public certificates of tests/data/certs (their sources are in its README).
+CERTS = Path(__file__).parent / "data" / "certs"
 CERT_FILES = {
-    "DigiCert Global Root G2": "DigiCert_Global_Root_G2.pem",
-    "DigiCert Global Root CA": "DigiCert_Global_Root_CA.pem",
-    "DigiCert Global Root G3": "DigiCert_Global_Root_G3.pem",
-    "Microsoft RSA Root Certificate Authority 2017": "Microsoft_RSA_Root_Certificate_Authority_2017.pem",
-    "Microsoft ECC Root Certificate Authority 2017": "Microsoft_ECC_Root_Certificate_Authority_2017.pem",
-    "Baltimore CyberTrust Root": "Baltimore_CyberTrust_Root.pem",
+    "Microsoft TLS RSA Root G2": "microsoft-tls-rsa-root-g2.pem",
+    "DigiCert Global Root G2": "digicert-global-root-g2.pem",
+    "DigiCert Global Root CA": "digicert-global-root-ca.pem",
+    "DigiCert Global Root G3": "digicert-global-root-g3.pem",
+    "Microsoft RSA Root Certificate Authority 2017": "microsoft-rsa-root-ca-2017.pem",
+    "Microsoft ECC Root Certificate Authority 2017": "microsoft-ecc-root-ca-2017.pem",
+    "Baltimore CyberTrust Root": "baltimore-cybertrust-root.pem",
 }
+#: Known by key only: no public text copy of the certificate was found (see the README).
 
 
-def test_all_six_roots_embedded() -> None:
+def load(name: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((CERTS / name).read_bytes())
+
+
+def test_all_roots_embedded() -> None:
     assert set(MICROSOFT_ROOT_SPKI_SHA256) == set(CERT_FILES)
     for root in MICROSOFT_ROOTS:
         assert hashlib.sha256(root.spki_der).hexdigest() == root.spki_sha256
@@ -40,13 +53,8 @@ def test_all_six_roots_embedded() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CERT_FILES))
-def test_hash_matches_system_certificate(name: str) -> None:
-    path = Path("/etc/ssl/certs") / CERT_FILES[name]
-    if not path.exists():
-        # platform: the distribution's ca-certificates decides which roots it ships
-        # (Baltimore CyberTrust Root left newer ones after its 2025 expiry)
-        pytest.skip(f"this system's CA store does not ship {name} ({path})")
-    cert = x509.load_pem_x509_certificate(path.read_bytes())
+def test_hash_matches_public_certificate(name: str) -> None:
+    cert = load(CERT_FILES[name])
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -55,14 +63,47 @@ def test_hash_matches_system_certificate(name: str) -> None:
     assert leads_to_publisher_root(cert)
 
 
-def test_root_recognised_by_key_not_name() -> None:
-    path = Path("/etc/ssl/certs/DigiCert_Global_Root_G2.pem")
-    subject = (
-        x509.load_pem_x509_certificate(path.read_bytes()).subject
-        if path.exists()
-        else name("DigiCert Global Root G2")
-    )
-    forged = CA.new(subject=subject).cert
+@pytest.mark.parametrize("name", sorted(CERT_FILES))
+def test_hash_matches_system_certificate(name: str) -> None:
+    """The distribution's copy, where it ships one, carries the same key."""
+    path = Path("/etc/ssl/certs") / (name.replace(" ", "_") + ".pem")
+    if not path.exists():
+        # platform: the distribution's ca-certificates decides which roots it ships
+        # (Baltimore left newer ones after its 2025 expiry; the G2 roots are newer than many)
+        pytest.skip(f"this system's CA store does not ship {name} ({path})")
+    assert spki_sha256(x509.load_pem_x509_certificate(path.read_bytes())) == MICROSOFT_ROOT_SPKI_SHA256[name]
+
+
+def test_g2_cross_certificate_is_the_root_by_key() -> None:
+    """The cross certificate (issued by DigiCert Global Root G2) and the self-signed
+    Microsoft TLS RSA Root G2 carry one key: either one is that root."""
+    self_signed = load("microsoft-tls-rsa-root-g2.pem")
+    cross = load("microsoft-tls-rsa-root-g2-xsign.pem")
+    assert cross.issuer != self_signed.issuer
+    for cert in (self_signed, cross):
+        root = microsoft_root_for(cert)
+        assert root is not None and root.name == "Microsoft TLS RSA Root G2"
+    assert signed_by(cross, load("digicert-global-root-g2.pem"))
+
+
+@pytest.mark.parametrize("ica", ["microsoft-tls-g2-rsa-ca-ocsp-02.pem", "microsoft-tls-g2-rsa-ca-ocsp-04.pem"])
+def test_g2_intermediates_lead_to_the_g2_root(ica: str) -> None:
+    cert = load(ica)
+    assert publisher_root_signing(cert) == "Microsoft TLS RSA Root G2"
+    assert leads_to_publisher_root(cert)
+    assert not is_publisher_root(cert)  # intermediates are never pinned
+
+
+def test_legacy_and_current_roots() -> None:
+    assert {r.name for r in LEGACY_ROOTS} == {"DigiCert Global Root CA", "Baltimore CyberTrust Root"}
+    current = {r.name for r in CURRENT_ROOTS}
+    assert {"Microsoft TLS RSA Root G2", "DigiCert Global Root G2", "DigiCert Global Root G3"} <= current
+    assert not current & {r.name for r in LEGACY_ROOTS}
+
+
+@pytest.mark.parametrize("file", ["digicert-global-root-g2.pem", "microsoft-tls-rsa-root-g2.pem"])
+def test_root_recognised_by_key_not_name(file: str) -> None:
+    forged = CA.new(subject=load(file).subject).cert
     assert not is_publisher_root(forged, [])
     assert not leads_to_publisher_root(forged)
     assert is_publisher_root(forged, [forged])  # an expected root counts by its key

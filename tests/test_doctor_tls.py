@@ -412,7 +412,8 @@ def test_clock_skew_from_server_date(tmp_path: Path) -> None:
     """The real verifier fails (leaf not yet valid locally) but the server's clock says it is valid."""
     root, inter = publisher()
     leaf = inter.issue(HOST, not_before=NOW + dt.timedelta(hours=2), not_after=NOW + 30 * DAY)
-    server_date = NOW + dt.timedelta(hours=4)
+    # From the clock at this moment, not the module's NOW: a long suite runs this minutes later.
+    server_date = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=4)
     causes, code = _diag(tmp_path, leaf, [inter], [root], [root], date=server_date)
     assert code == 9 and ids(causes) == ["clock_skew"]
     assert causes[0].skew_seconds is not None and abs(causes[0].skew_seconds - 4 * 3600) < 60

@@ -82,6 +82,7 @@ def test_every_host_has_a_strictly_valid_sni_certificate(fresh_emulator: Emulato
         "login.microsoftonline.us",
         "graph.microsoft.us",
         "dod-graph.microsoft.us",
+        "login.partner.microsoftonline.cn",
         "login.chinacloudapi.cn",
         "microsoftgraph.chinacloudapi.cn",
     }
@@ -378,10 +379,11 @@ def test_national_clouds(fresh_emulator: Emulator) -> None:
                        "InvalidAuthenticationToken")
     cn = fresh_emulator.add_tenant(cloud="china")
     capp = fresh_emulator.add_app(cn)
-    r = s.post(f"https://login.chinacloudapi.cn/{cn}/oauth2/v2.0/token", timeout=10, data={
-        "grant_type": "client_credentials", "client_id": capp.client_id, "client_secret": capp.secret or "",
-        "scope": "https://microsoftgraph.chinacloudapi.cn/.default"})
-    assert r.status_code == 200
+    for login in ("login.partner.microsoftonline.cn", "login.chinacloudapi.cn"):  # current, older
+        r = s.post(f"https://{login}/{cn}/oauth2/v2.0/token", timeout=10, data={
+            "grant_type": "client_credentials", "client_id": capp.client_id, "client_secret": capp.secret or "",
+            "scope": "https://microsoftgraph.chinacloudapi.cn/.default"})
+        assert r.status_code == 200
 
 
 # --------------------------------------------------------------------------- Graph
@@ -459,8 +461,8 @@ def test_create_get_patch_replace_delete(tenant: TenantApp) -> None:
     assert_graph_error(tenant.graph("PATCH", f"{NL}/{loc}", json={"ipRanges": []}), 400, "BadRequest")
     assert_graph_error(tenant.graph("PATCH", f"{NL}/{loc}", json={"@odata.type": IP, "ipRanges": [
         {"@odata.type": V6, "cidrAddress": "8.8.8.0/24"}]}), 400, "BadRequest")
-    assert_graph_error(tenant.graph("PATCH", f"{NL}/{uuid.uuid4()}", json={"@odata.type": IP}), 404, "itemNotFound")
-    assert_graph_error(tenant.graph("GET", f"{NL}/{uuid.uuid4()}"), 404, "itemNotFound")
+    assert_graph_error(tenant.graph("PATCH", f"{NL}/{uuid.uuid4()}", json={"@odata.type": IP}), 404, "ResourceNotFound")
+    assert_graph_error(tenant.graph("GET", f"{NL}/{uuid.uuid4()}"), 404, "ResourceNotFound")
     writes = emu.writes(tid)
     assert [(w.method, w.ranges) for w in writes] == [
         ("POST", ["81.2.69.142/32", "2a00:1450::/32"]),

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,7 +21,9 @@ from entragate.grants import (
     StoreUnavailable,
     open_store,
 )
+from entragate.grants.batch import StoreChange
 from tests.helpers.postgres import PgServer
+from tests.helpers.sync import wait_for
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 IP1 = "81.2.69.142"
@@ -534,3 +536,95 @@ def test_postgres_recovers_after_losing_its_connection(pg_server: PgServer) -> N
     finally:
         s.close()
         pg_server.drop_database(url)
+
+
+# ---------------------------------------------------------------- group commit
+
+
+def hold_first_commit(store: GrantStore) -> tuple[threading.Event, threading.Event, list[StoreChange]]:
+    """A listener that keeps the first batch's leader (and so the store) busy until released,
+    so that grants sent meanwhile queue up for the next batch."""
+    entered, release = threading.Event(), threading.Event()
+    changes: list[StoreChange] = []
+
+    def listener(change: StoreChange) -> None:
+        changes.append(change)
+        if not entered.is_set():
+            entered.set()
+            release.wait(30)
+
+    store.add_listener(listener)
+    return entered, release, changes
+
+
+def test_concurrent_adds_share_one_transaction_each_acknowledged_once_durable(
+    store: GrantStore, store_url: str
+) -> None:
+    entered, release, changes = hold_first_commit(store)
+    seq = store.change_seq()
+    first = threading.Thread(target=store.add, args=("staff", "lead", IP1, at(60)), kwargs={"now": T0})
+    first.start()
+    assert entered.wait(30)
+    acked: list[str] = []
+
+    def worker(k: int) -> None:
+        store.add("staff", f"user{k}", f"81.2.71.{k}", at(60), now=T0)
+        acked.append(f"81.2.71.{k}/32")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(1, 13)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: len(store._group._queue) == 12)  # all queued behind the first batch
+    assert acked == []  # nobody is acknowledged before their batch is durable
+    release.set()
+    for t in [first, *threads]:
+        t.join()
+    assert len(changes) == 2 and len(changes[1].added) == 12  # one transaction for the twelve
+    assert store.change_seq() == seq + 13  # change_seq still counts every mutation
+    assert [(c.first_seq, c.seq) for c in changes] == [(seq + 1, seq + 1), (seq + 2, seq + 13)]
+    other = open_store(store_url)  # another connection: committed, not just cached
+    try:
+        assert {g.cidr for g in other.active(now=T0)} == {f"{IP1}/32", *acked}
+    finally:
+        other.close()
+
+
+def test_a_refused_add_leaves_the_rest_of_its_batch_alone(store: GrantStore) -> None:
+    entered, release, changes = hold_first_commit(store)
+    first = threading.Thread(target=store.add, args=("staff", "lead", IP1, at(60)), kwargs={"now": T0})
+    first.start()
+    assert entered.wait(30)
+    refused: list[str] = []
+
+    def no_81_2_72_5(cidrs: Sequence[str]) -> None:
+        if "81.2.72.5/32" in cidrs:
+            raise InvalidGrant("capacity", "full")
+
+    def worker(k: int) -> None:
+        try:
+            store.add("staff", f"user{k}", f"81.2.72.{k}", at(60), now=T0, capacity_check=no_81_2_72_5)
+        except InvalidGrant:
+            refused.append(f"81.2.72.{k}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(1, 9)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: len(store._group._queue) == 8)
+    release.set()
+    for t in [first, *threads]:
+        t.join()
+    assert refused == ["81.2.72.5"]
+    assert len(store.active(now=T0)) == 8
+    assert len(changes[1].added) == 7
+
+
+def test_capacity_check_bound_is_known_without_reading(store: GrantStore) -> None:
+    for k in range(5):
+        store.add("staff", f"user{k}", f"81.2.73.{k}", at(60), now=T0)
+    store.add("staff", "again", "81.2.73.0", at(60), now=T0)  # a second holder: same range
+    bounds: list[int] = []
+    store.add("staff", "new", "81.2.73.9", at(60), now=T0, capacity_check=lambda held: bounds.append(held.at_most))  # type: ignore[attr-defined]
+    store.revoke("staff", "81.2.73.1")
+    store.add("staff", "newer", "81.2.73.0", at(60), now=T0, capacity_check=lambda held: bounds.append(held.at_most))  # type: ignore[attr-defined]
+    assert bounds == [6, 5]
+

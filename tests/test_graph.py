@@ -5,34 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from entragate.config import CLOUDS, Secret
-from entragate.emulator import Emulator
+from entragate.emulator import Emulator, EmulatorFault
 from entragate.errors import EntraError, LocationProblem
 from entragate.graph import GraphClient, TokenProvider
 from entragate.graph.client import IP_LOCATION, LOCATIONS_PATH
 from entragate.transport import new_session
 from tests.helpers.config import SECRET, make_config
-from tests.helpers.emulator import make_app_certificate
+from tests.helpers.credentials import self_signed_credential
 
 
 def client(emu: Emulator, app: object, **overrides: object) -> GraphClient:
     return GraphClient(make_config(emu, app, **overrides))  # type: ignore[arg-type]
-
-
-def self_signed_credential(tmp_path: Path, name: str = "entragate-test") -> tuple[bytes, Path, Path]:
-    key, cert, key_pem, cert_pem = make_app_certificate(name)
-    pem_path = tmp_path / f"{name}.pem"
-    pem_path.write_bytes(key_pem + cert_pem)
-    pfx_path = tmp_path / f"{name}.pfx"
-    pfx_path.write_bytes(
-        pkcs12.serialize_key_and_certificates(
-            b"entragate", key, cert, None, serialization.BestAvailableEncryption(b"pfx-pass")
-        )
-    )
-    return cert_pem, pem_path, pfx_path
 
 
 def test_token_is_cached_for_its_lifetime(emu: Emulator, app: object) -> None:
@@ -170,3 +155,106 @@ def test_every_request_carries_a_client_request_id(emu: Emulator, app: object) -
     graph.create_location("Ids", ["81.2.69.142/32"])
     writes = emu.writes(app.tenant_id)  # type: ignore[attr-defined]
     assert writes and all(w.client_request_id for w in writes)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [(EmulatorFault("status", host="login", status=503, path="token", count=1), "ENTRA008"),
+     (EmulatorFault("throttle", host="login", path="token", count=1), "ENTRA005")],
+)
+def test_token_endpoint_failure_keeps_its_code_while_msal_answers_from_cache(
+    emu: Emulator, app: object, fault: EmulatorFault, code: str
+) -> None:
+    """msal caches a 5xx/429 answer for seconds: the repeated acquisitions that it answers
+    itself (no request reaches the token endpoint) report what Microsoft said."""
+    config = make_config(emu, app)  # type: ignore[arg-type]
+    tokens = TokenProvider(config, new_session(config))
+    emu.set_fault(fault)
+    emu.reset_counters()
+    for _ in range(4):
+        with pytest.raises(EntraError) as info:
+            tokens.access_token()
+        assert info.value.code == code, info.value
+    assert emu.counters.get("token", 0) == 1  # the first only: msal answered the rest
+
+
+def test_token_endpoint_is_never_regional(emu: Emulator, app: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MSAL_FORCE_REGION", "westus2")
+    config = make_config(emu, app)  # type: ignore[arg-type]
+    emu.reset_counters()
+    assert TokenProvider(config, new_session(config)).access_token()
+    assert emu.counters.get("token", 0) == 1  # served by login.microsoftonline.com itself
+
+
+def test_workload_identity_policy_block_is_entra001_53003(emu: Emulator, app: object) -> None:
+    config = make_config(emu, app)  # type: ignore[arg-type]
+    emu.block_workload_identity(app.tenant_id, app.client_id)  # type: ignore[attr-defined]
+    with pytest.raises(EntraError) as info:
+        TokenProvider(config, new_session(config)).access_token()
+    assert info.value.code == "ENTRA001" and getattr(info.value, "aadsts", None) == 53003
+    assert "Conditional Access" in info.value.message
+
+
+def test_other_location_types_are_listed_and_never_managed(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    tid = app.tenant_id  # type: ignore[attr-defined]
+    emu.create_country_location(tid, "Countries", ["NL"])
+    emu.create_compliant_network_location(tid, "All Compliant Network locations")
+    ip = graph.create_location("Entragate staff", ["81.2.69.142/32"])
+    kinds = {loc.display_name: loc.odata_type for loc in graph.list_locations()}
+    assert kinds["All Compliant Network locations"] == "#microsoft.graph.compliantNetworkNamedLocation"
+    assert graph.find_location("entragate STAFF") == ip
+    with pytest.raises(LocationProblem, match="compliantNetworkNamedLocation location, not an IP"):
+        graph.find_location("All Compliant Network locations")
+
+
+def test_missing_location_id_is_graphs_404_and_entra006(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    with pytest.raises(LocationProblem) as info:
+        graph.get_location("0b7a6f10-9f6e-4a55-8d1e-3c0c61d2a9f4")
+    assert info.value.status == 404 and info.value.graph_code == "ResourceNotFound"
+
+
+def test_emulated_read_after_write_lag(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    tid = app.tenant_id  # type: ignore[attr-defined]
+    location = graph.create_location("Lagging", ["81.2.69.1/32"])
+    emu.read_lag_seconds = 60.0
+    try:
+        graph.replace_ranges(location, ["81.2.69.2/32"])
+        assert graph.get_location(location.id).cidrs == ("81.2.69.1/32",)  # the previous version
+        assert [loc.cidrs for loc in graph.list_locations()] == [("81.2.69.1/32",)]
+        assert emu.locations(tid)[0]["ipRanges"][0]["cidrAddress"] == "81.2.69.2/32"  # what Graph holds
+        fresh = graph.create_location("Fresh", ["81.2.69.3/32"])
+        assert fresh.id not in {loc.id for loc in graph.list_locations()}  # not listed yet
+    finally:
+        emu.read_lag_seconds = 0.0
+    assert [loc.cidrs for loc in graph.list_locations()] == [("81.2.69.2/32",), ("81.2.69.3/32",)]
+
+
+def test_deleted_location_stays_restorable_and_its_name_is_free(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    tid = app.tenant_id  # type: ignore[attr-defined]
+    old = graph.create_location("Entragate staff", ["81.2.69.1/32"])
+    graph.delete_location(old)
+    assert [d["id"] for d in emu.deleted_locations(tid)] == [old.id]
+    new = graph.create_location("Entragate staff", ["81.2.69.2/32"])  # the same name is allowed
+    assert new.id != old.id
+    emu.restore_location(tid, old.id)
+    assert {loc.id for loc in graph.list_locations()} == {old.id, new.id}
+    assert graph.get_location(old.id).cidrs == ("81.2.69.1/32",)
+    with pytest.raises(LocationProblem, match="2 named locations"):
+        graph.find_location("Entragate staff")  # a restore can make a name ambiguous
+
+
+def test_deleted_items_are_listed_and_restored_through_graph(emu: Emulator, app: object) -> None:
+    graph = client(emu, app)
+    gone = graph.create_location("Gone", ["81.2.69.9/32"])
+    graph.delete_location(gone)
+    deleted_path = "/identity/conditionalAccess/deletedItems/namedLocations"
+    listed = graph.request("GET", deleted_path, operation="list deleted named locations").json()["value"]
+    assert [d["id"] for d in listed] == [gone.id]
+    restored = graph.request("POST", f"{deleted_path}/{gone.id}/restore", operation="restore", write=True).json()
+    assert restored["id"] == gone.id and graph.get_location(gone.id).cidrs == ("81.2.69.9/32",)
+    with pytest.raises(LocationProblem):
+        graph.request("POST", f"{deleted_path}/{gone.id}/restore", operation="restore", write=True)

@@ -79,3 +79,37 @@ def test_rate_must_be_positive() -> None:
 def test_full_jitter_stays_within_bounds(attempt: int, cap: float) -> None:
     delay = full_jitter(attempt, cap=cap)
     assert 0.0 <= delay <= min(cap, 2.0**attempt)
+
+
+def test_a_429_we_did_not_cause_halves_the_pace_and_successes_restore_it() -> None:
+    clock = FakeClock()
+    pacer = Pacer(1.0, clock=clock)
+    pacer.acquire()
+    clock.now += 5.0  # we left the budget unused for seconds: someone else spent it
+    pacer.acquire()
+    assert pacer.throttled() is True
+    assert pacer.pace == pytest.approx(0.5)
+    assert pacer.interval == pytest.approx(2.0)
+    for _ in range(100):
+        pacer.succeeded()
+    assert pacer.pace == pytest.approx(1.0)  # never above rate
+
+
+def test_a_429_after_our_own_full_pace_only_backs_off() -> None:
+    clock = FakeClock()
+    pacer = Pacer(1.0, clock=clock)
+    pacer.acquire()
+    clock.now += 1.0
+    pacer.acquire()
+    assert pacer.throttled() is False
+    assert pacer.pace == pytest.approx(1.0)
+
+
+def test_the_pace_has_a_floor() -> None:
+    clock = FakeClock()
+    pacer = Pacer(2.0, clock=clock)
+    for _ in range(20):
+        clock.now += 60.0
+        pacer.acquire()
+        pacer.throttled()
+    assert pacer.pace == pytest.approx(2.0 * Pacer.FLOOR)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from entragate.agent_client import AgentError
 from entragate.api.server import ApiServer
 from entragate.api.token import load_or_create_api_token
-from entragate.config import Config
+from entragate.config import Config, ConfigError
 from entragate.grants import open_store
 from entragate.grants.lease import WriterLease
 from entragate.grants.store import GrantStore
@@ -99,24 +99,52 @@ class Agent:
         self.stop()
 
 
-def run_agent(config: Config) -> int:
-    """``entragate run``: serve until SIGTERM or Ctrl-C."""
+def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int:
+    """``entragate run``: serve until SIGTERM or Ctrl-C; SIGHUP reloads the configuration.
+
+    ``reload`` reads the configuration again (raising ConfigError when it is invalid):
+    a valid one replaces the running agent (its grants are in the store, so nothing is
+    lost; requests in that moment may be answered 503), an invalid one is logged,
+    problem by problem, and the agent goes on with the old one.
+    """
     configure_logging()
     exposure = config_file_exposure(Path(config.source)) if config.source else None
     if exposure:
         get_logger(component="agent").warning("config_not_private", path=config.source, message=exposure)
     agent = Agent(config)
     stopped = threading.Event()
+    reload_wanted = threading.Event()
+    log = get_logger(component="agent")
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopped.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if reload is not None:
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_wanted.set())
     agent.start()
     try:
-        while not stopped.wait(1.0):
-            pass
+        while not stopped.wait(0.25):
+            if reload is None or not reload_wanted.is_set():
+                continue
+            reload_wanted.clear()
+            try:
+                new_config = reload()
+            except ConfigError as exc:
+                log.error("config.reload_failed", source=exc.source, problems=exc.problems,
+                          note="kept the running configuration")
+                continue
+            agent.stop()
+            try:
+                agent = Agent(new_config).start()
+            except Exception as exc:  # noqa: BLE001 - e.g. the new listen address is taken
+                log.error("config.reload_failed", source=new_config.source, error=f"{type(exc).__name__}: {exc}",
+                          note="went back to the previous configuration")
+                agent = Agent(config).start()
+                continue
+            config = new_config
+            log.info("config.reloaded", source=new_config.source)
     finally:
         agent.stop()
     return 0
@@ -140,7 +168,10 @@ def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] |
                 f"another agent is the writer for this tenant ({lease.why_not()}); "
                 "it keeps Entra in sync: nothing was written (try --dry-run to see the plan)",
             )
-        engine.expire_due()
+        if not dry_run:
+            # A dry run changes nothing, not even the store: active() already leaves
+            # expired grants out of the plan.
+            engine.expire_due()
         if not engine.refresh_remote():
             _raise_first_error(engine)
         plan = engine.plan()

@@ -2,11 +2,15 @@
 
 Problems are collected, not raised one by one, so an operator fixing a broken
 file sees every mistake in one run (``ConfigError.problems``).
+
+One piece (a little over 400 lines) because ``load_config`` is one pass over the file
+and the environment that collects every problem; the key table (``config_keys``), the
+file and address checks (``config_check``), the value types (``config_values``) and the
+API's exposure rule (``exposure``) already live apart.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import tomllib
@@ -15,77 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from entragate.config_check import (
+    check_certificate,
+    check_listen,
+    check_secret_file,
+    check_trust_file,
+)
+from entragate.config_keys import did_you_mean, table_keys
+from entragate.config_values import CLOUDS, Cloud, ConnectTo, Secret
+from entragate.exposure import tls_problems
+
+__all__ = ["CLOUDS", "AclConfig", "AgentConfig", "Cloud", "Config", "ConfigError", "ConnectTo", "Secret",
+           "find_config_file", "load_config", "looks_like_secret_id"]
+
 DEFAULT_PATHS = (Path("/etc/entragate/config.toml"), Path("entragate.toml"))
-
-
-@dataclass(frozen=True)
-class Cloud:
-    name: str
-    login_host: str
-    graph_host: str
-
-
-CLOUDS: dict[str, Cloud] = {
-    "global": Cloud("global", "login.microsoftonline.com", "graph.microsoft.com"),
-    "usgov": Cloud("usgov", "login.microsoftonline.us", "graph.microsoft.us"),
-    "usgov-dod": Cloud("usgov-dod", "login.microsoftonline.us", "dod-graph.microsoft.us"),
-    "china": Cloud("china", "login.chinacloudapi.cn", "microsoftgraph.chinacloudapi.cn"),
-}
-
-
-class Secret:
-    """A string that never prints itself: repr, str and format all mask it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-@dataclass(frozen=True)
-class ConnectTo:
-    """curl's ``--connect-to HOST1:PORT1:HOST2:PORT2``: dial HOST2:PORT2, keep HOST1 for SNI."""
-
-    host: str
-    port: int
-    target_host: str
-    target_port: int
-
-    @classmethod
-    def parse(cls, entry: str) -> ConnectTo:
-        # IPv6 literals may be bracketed: [::1]
-        match = re.fullmatch(r"(\[[^\]]+\]|[^:\[\]]+):(\w+):(\[[^\]]+\]|[^:\[\]]+):(\w+)", entry.strip())
-        if match is None:
-            raise ValueError(f"connect_to entry {entry!r} is not HOST1:PORT1:HOST2:PORT2")
-        parts = match.groups()
-        h1, p1, h2, p2 = (p.strip("[]") for p in parts)
-        try:
-            port1, port2 = int(p1), int(p2)
-        except ValueError:
-            raise ValueError(f"connect_to entry {entry!r} has a non-numeric port") from None
-        if not h1 or not h2:
-            raise ValueError(f"connect_to entry {entry!r} needs both host names")
-        return cls(h1.lower(), port1, h2, port2)
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}:{self.target_host}:{self.target_port}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +40,9 @@ class AclConfig:
     name: str
     location: str
     trusted: bool = False
-    create: bool = True
+    #: Create the location when no location has its name (never from an id): off by
+    #: default, so a typo in a name cannot silently create an unused location.
+    create: bool = False
     static: tuple[str, ...] = ()
     max_ranges: int = 2000
     max_locations: int = 1
@@ -165,37 +114,21 @@ class ConfigError(Exception):
         where = f" in {source}" if source else ""
         super().__init__(f"invalid configuration{where}:\n  " + "\n  ".join(problems))
 
+    def lines(self) -> list[str]:
+        """One line per problem, each naming the file (the key starts the problem)."""
+        where = self.source or "(no file)"
+        return [f"entragate: {where}: {p}" for p in self.problems]
 
-_SIMPLE_KEYS = (
-    "tenant_id",
-    "client_id",
-    "client_secret",
-    "client_secret_file",
-    "client_certificate",
-    "client_certificate_password",
-    "cloud",
-    "login_host",
-    "graph_host",
-    "ca_bundle",
-    "expected_roots",
-    "proxy",
-    "connect_to",
-    "timeout",
-)
-_AGENT_KEYS = (
-    "listen",
-    "api_token",
-    "api_token_file",
-    "store",
-    "rate",
-    "verify_interval",
-    "max_ttl",
-    "script_ttl",
-    "placeholder",
-    "tls_cert",
-    "tls_key",
-)
-_ACL_KEYS = ("location", "trusted", "create", "static", "max_ranges", "max_locations")
+    def report(self) -> list[str]:
+        """What a command prints: a heading, then :meth:`lines`."""
+        count = f"{len(self.problems)} problem" + ("s" if len(self.problems) != 1 else "")
+        return [f"entragate: configuration error ({count}):", *self.lines()]
+
+
+# The known keys of each table come from the one table of keys (config_keys.KEYS).
+_SIMPLE_KEYS = table_keys("")
+_AGENT_KEYS = table_keys("agent")
+_ACL_KEYS = table_keys("acl")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
@@ -210,6 +143,11 @@ def find_config_file(path: str | Path | None, env: Mapping[str, str]) -> Path | 
     return None
 
 
+def _configured_by_environment(env: Mapping[str, str]) -> bool:
+    """A container may configure everything through ``ENTRAGATE_*`` variables and no file."""
+    return bool(env.get("ENTRAGATE_TENANT_ID") or env.get("ENTRAGATE_ACLS"))
+
+
 def load_config(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -220,13 +158,22 @@ def load_config(
 
     ``require_credentials=False`` serves commands that work on the grant store
     alone (``grant`` without a running agent, ``list``) and the doctor, which
-    reports missing values as a check instead of refusing to start.
+    reports missing values as a check instead of refusing to start. It also skips
+    the checks of the files on the path to Microsoft (``ca_bundle``,
+    ``expected_roots``, ``client_certificate``): those commands do not use them, and
+    the doctor diagnoses them in more detail than one line can.
     """
     env = os.environ if env is None else env
     file_path = find_config_file(path, env)
     raw: dict[str, Any] = {}
     problems: list[str] = []
     source = str(file_path) if file_path else None
+    if file_path is None and not _configured_by_environment(env):
+        looked = ", ".join(str(p) for p in DEFAULT_PATHS)
+        raise ConfigError(
+            [f"no configuration file: looked for --config, $ENTRAGATE_CONFIG, then {looked}"
+             " (or configure by ENTRAGATE_TENANT_ID and the other ENTRAGATE_* variables)"]
+        )
     if file_path is not None:
         try:
             raw = tomllib.loads(file_path.read_text(encoding="utf-8"))
@@ -243,10 +190,10 @@ def load_config(
     known_top = set(_SIMPLE_KEYS) | {"agent", "acl"}
     for key in raw:
         if key not in known_top:
-            problems.append(f"unknown key {key!r}")
+            problems.append(f"unknown key {key!r}{did_you_mean(key, '')}")
     for key in agent_raw:
         if key not in _AGENT_KEYS:
-            problems.append(f"unknown key agent.{key!r}")
+            problems.append(f"unknown key agent.{key}{did_you_mean(key, 'agent')}")
 
     ca_bundle_origin = "ca_bundle" if "ca_bundle" in top else None
     for key in _SIMPLE_KEYS:
@@ -328,6 +275,7 @@ def load_config(
             secret_value = secret_file.read_text(encoding="utf-8").strip("\r\n")
         except OSError as exc:
             problems.append(f"client_secret_file {secret_file}: {exc.strerror}")
+        problems += check_secret_file("client_secret_file", secret_file)
     client_secret = Secret(as_str("client_secret", secret_value)) if secret_value else None
     client_certificate = as_path("client_certificate", top.get("client_certificate"))
     cert_password_value = top.get("client_certificate_password")
@@ -347,8 +295,11 @@ def load_config(
             )
     if client_secret is not None and client_certificate is not None:
         problems.append("set either client_secret or client_certificate, not both")
-    if client_certificate is not None and not client_certificate.exists():
-        problems.append(f"client_certificate {client_certificate} does not exist")
+    if require_credentials:
+        problems += check_certificate(
+            client_certificate,
+            client_certificate_password.reveal() if client_certificate_password else None,
+        )
     if tenant_id and not (_GUID.match(tenant_id) or "." in tenant_id):
         problems.append(
             f"tenant_id {tenant_id!r} is neither a GUID nor a domain such as contoso.onmicrosoft.com"
@@ -359,6 +310,9 @@ def load_config(
     if ca_bundle is None:
         ca_bundle_origin = None
     expected_roots = as_path("expected_roots", top.get("expected_roots"))
+    if require_credentials:
+        problems += check_trust_file("ca_bundle", ca_bundle)
+        problems += check_trust_file("expected_roots", expected_roots)
     proxy = as_str("proxy", top.get("proxy")) or None
     connect_to_raw = top.get("connect_to") or []
     if isinstance(connect_to_raw, str):
@@ -394,10 +348,8 @@ def load_config(
         tls_cert=as_path("agent.tls_cert", agent_raw.get("tls_cert")),
         tls_key=as_path("agent.tls_key", agent_raw.get("tls_key")),
     )
-    host, sep, port = agent.listen.rpartition(":")
-    if not sep or not port.isdigit():
-        problems.append(f"agent.listen {agent.listen!r} is not HOST:PORT")
-    problems.extend(tls_problems(agent))
+    problems += check_listen(agent.listen)
+    problems += tls_problems(agent)
     if not agent.store.startswith(("sqlite:", "postgresql://", "postgres://")):
         problems.append(f"agent.store {agent.store!r} must start with sqlite:/// or postgresql://")
 
@@ -409,7 +361,7 @@ def load_config(
             continue
         for key in table:
             if key not in _ACL_KEYS:
-                problems.append(f"unknown key acl.{name}.{key}")
+                problems.append(f"unknown key acl.{name}.{key}{did_you_mean(key, 'acl')}")
         static = table.get("static", [])
         if isinstance(static, str):
             static = [s for s in re.split(r"[,\s]+", static) if s]
@@ -425,7 +377,7 @@ def load_config(
             name=name,
             location=as_str(f"acl.{name}.location", table.get("location")) or name,
             trusted=as_bool(f"acl.{name}.trusted", table.get("trusted"), False),
-            create=as_bool(f"acl.{name}.create", table.get("create"), True),
+            create=as_bool(f"acl.{name}.create", table.get("create"), AclConfig.create),
             static=tuple(str(s) for s in static),
             max_ranges=max_ranges,
             max_locations=int(
@@ -456,45 +408,6 @@ def load_config(
         agent=agent,
         source=source,
     )
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback address (127.0.0.0/8, ::1); wildcards are not."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def tls_problems(agent: AgentConfig) -> list[str]:
-    """The API carries the bearer token: beyond loopback it is served over TLS only."""
-    cert, key = agent.tls_cert, agent.tls_key
-    if cert is None and key is None:
-        if agent.listen.rpartition(":")[1] and not is_loopback(agent.listen_host):
-            return [
-                f"agent.listen {agent.listen!r} is not a loopback address: set agent.tls_cert "
-                "and agent.tls_key to serve the API over TLS there, or listen on 127.0.0.1"
-            ]
-        return []
-    if cert is None or key is None:
-        return ["agent.tls_cert and agent.tls_key go together: set both, or neither"]
-    problems = []
-    for name, path in (("agent.tls_cert", cert), ("agent.tls_key", key)):
-        if not os.access(path, os.R_OK) or not path.is_file():
-            problems.append(f"{name} {path} does not exist or is not a readable file")
-    if problems:
-        return problems
-    if key.stat().st_mode & 0o004:
-        return [f"agent.tls_key {key} is readable by every user; fix: chmod 600 {key}"]
-    import ssl
-
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
-    except (ssl.SSLError, OSError) as exc:
-        return [f"agent.tls_cert {cert} with agent.tls_key {key} cannot be used: {exc}"]
-    return []
 
 
 def looks_like_secret_id(secret: Secret | None) -> bool:

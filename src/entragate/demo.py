@@ -163,6 +163,8 @@ def run_demo(console: Console | None = None) -> int:
 
             # 6. The doctor names a TLS-inspecting proxy, then a clean run with ca_bundle
             _doctor_story(console, emu, app, workdir)
+            # 7. The doctor's policies check: a location no policy uses changes nothing
+            _policy_story(console, emu, app, workdir)
         finally:
             emu.stop()
     console.rule("[bold green]demo complete[/]")
@@ -209,3 +211,20 @@ def _doctor_story(console: Console, emu: Any, app: Any, workdir: Path) -> None:
         render_report(run_doctor(fixed, env={}), console)
     finally:
         emu.set_tls_scenario(None)
+
+
+def _policy_story(console: Console, emu: Any, app: Any, workdir: Path) -> None:
+    from entragate.doctor.runner import run_doctor
+
+    def show() -> None:
+        check = run_doctor(demo_config(emu, app, workdir), env={}).check("policies")
+        colour = {"pass": "green", "warn": "yellow"}.get(check.status, "red")
+        console.print(f"   policies: [{colour}]{check.status}[/] {check.summary}")
+
+    console.print("\n[bold]7. Conditional Access[/]: no policy uses the location yet")
+    show()
+    location_id = next(loc["id"] for loc in emu.locations(app.tenant_id) if loc["displayName"] == LOCATION)
+    emu.add_policy(app.tenant_id, "entragate: block unless granted", exclude_locations=[location_id],
+                   exclude_groups=["5d3f8a1e-0c4b-4e7a-9f2d-6b1c0e9a7d3f"])  # the break-glass group
+    console.print("   ... after an enabled policy blocks sign-ins from outside it (break-glass excluded):")
+    show()

@@ -59,6 +59,12 @@ class Metrics:
             "1 while this agent is its tenant's writer, 0 while it is a standby",
             registry=self.registry,
         )
+        self.pace = Gauge(
+            "entragate_pace_requests_per_second",
+            "Graph requests per second the writer allows itself now (at most agent.rate; "
+            "lower while other tools spend the tenant's budget)",
+            registry=self.registry,
+        )
         self.grant_applied_lag = Histogram(
             "entragate_grant_applied_lag_seconds",
             "Seconds from a grant being stored to its range being written to Entra",
@@ -76,6 +82,9 @@ class Metrics:
 
     def throttled(self) -> None:
         self.throttled_count.inc()
+
+    def set_pace(self, pace: float) -> None:
+        self.pace.set(pace)
 
     def set_grants(self, acl: str, n: int) -> None:
         self.grants_active.labels(acl=acl).set(n)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +39,7 @@ from entragate.sync.ranges import make_capacity_check
 
 __all__ = ["GrantService", "InvalidRequest", "UnknownAcl", "canonical_user", "default_capacity"]
 
-Capacity = Callable[[str, list[str]], None]
+Capacity = Callable[[str, Sequence[str]], None]
 
 MAX_IP_TEXT = 64  # the longest IPv6 CIDR text is 43 characters; zone ids add a few
 
@@ -87,7 +87,7 @@ def default_capacity(config: Config) -> Capacity:
     """The ACL's shards (``max_ranges`` x ``max_locations``) as the limit, refused with
     ``Code.ENTRA007``; the agent and the CLI's direct mode both use this one rule."""
 
-    def check(acl_name: str, cidrs: list[str]) -> None:
+    def check(acl_name: str, cidrs: Sequence[str]) -> None:
         acl = config.acls[acl_name]
         limit = make_capacity_check(
             acl.static, max_ranges=acl.max_ranges, max_locations=acl.max_locations, acl=acl_name
@@ -193,7 +193,7 @@ class GrantService:
         now = now or utcnow()
         expiry = self._expiry(request, now)
 
-        def capacity_check(cidrs: list[str]) -> None:
+        def capacity_check(cidrs: Sequence[str]) -> None:
             self.capacity(acl, cidrs)
 
         grant, renewed = self.store.add(

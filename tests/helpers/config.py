@@ -14,7 +14,7 @@ SECRET = "Qx8~emulated.Secret-Value_0123456789abcdEF"
 
 
 def make_config(emu: Emulator, app: AppRegistration, tmp_path: Path | None = None, **overrides: Any) -> Config:
-    acls = overrides.pop("acls", {"staff": AclConfig(name="staff", location="Entragate staff")})
+    acls = overrides.pop("acls", {"staff": AclConfig(name="staff", location="Entragate staff", create=True)})
     agent_overrides = overrides.pop("agent", {})
     store = f"sqlite:///{tmp_path / 'grants.db'}" if tmp_path else "sqlite:///:memory:"
     agent = AgentConfig(

@@ -46,6 +46,7 @@ timeout = 5
 
 [acl.staff]
 location = "{LOCATION}"
+create = true
 
 [agent]
 listen = "127.0.0.1:{port}"

@@ -1,9 +1,10 @@
 """The application factory: routes, error handlers and the OpenAPI document.
 
 Routes: ``POST/DELETE/GET /v1/grants``, ``POST /v1/acls/{acl}/flush``,
-``GET /v1/status``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics`` and
-``GET /v1/openapi.json`` (generated from the routes and :mod:`entragate.api.models`).
-Every route but the two probes needs ``Authorization: Bearer <api_token>``
+``GET /v1/status``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /`` (the
+status page) and ``GET /v1/openapi.json`` (generated from the routes and
+:mod:`entragate.api.models`). Every route but the two probes and the page (which holds
+no data) needs ``Authorization: Bearer <api_token>``
 (:mod:`entragate.api.middleware`). Errors are always ``{"error": {"code", "message"}}``.
 """
 
@@ -26,7 +27,7 @@ from .auth import OPEN_PATHS
 from .context import ApiContext, Context
 from .errors import ApiError, JsonResponse, api_error, error_response
 from .middleware import ApiMiddleware, App
-from .routes import acls, grants, health, metrics, status
+from .routes import acls, grants, health, metrics, page, status
 
 TITLE = "entragate agent API"
 DESCRIPTION = (
@@ -64,7 +65,7 @@ def create_app(api: ApiContext) -> App:
             app.openapi_schema = openapi_document(app, api.server_url)
         return JsonResponse(app.openapi_schema)
 
-    routers = (grants.router, acls.router, status.router, health.router, metrics.router, document)
+    routers = (grants.router, acls.router, status.router, health.router, metrics.router, page.router, document)
     for router in routers:
         app.include_router(router)
     app.state.allowed = _allowed_methods(routers)
@@ -129,7 +130,7 @@ def openapi_document(app: FastAPI, server_url: str) -> dict[str, Any]:
         schemas[model.__name__] = schema
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     doc["security"] = [{"bearer": []}]
-    for path in OPEN_PATHS:
+    for path in OPEN_PATHS & set(doc["paths"]):  # the status page is not in the document
         for operation in doc["paths"][path].values():
             operation["security"] = []
     return doc

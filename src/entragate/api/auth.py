@@ -14,7 +14,7 @@ from .errors import ApiError
 
 # Probes that orchestrators call without credentials; they reveal only liveness and
 # readiness (docs/design.md#api).
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})  # "/": the page holds no data
 
 
 class BearerToken:

@@ -23,7 +23,8 @@ from typing import Any
 import uvicorn
 
 from entragate.agent_client import loopback_url
-from entragate.config import Config, is_loopback
+from entragate.config import Config
+from entragate.exposure import is_loopback
 from entragate.logs import get_logger, printable
 from entragate.metrics import Metrics
 from entragate.service import GrantService

@@ -14,6 +14,7 @@ import click
 
 from entragate import __version__
 from entragate.cli import agent, explain, grants, script, status, token, tools
+from entragate.cli import config as config_commands
 from entragate.cli.base import CONTEXT_SETTINGS, LazyGroup
 
 __all__ = ["main"]
@@ -68,5 +69,6 @@ for _command in (
     tools.emulator,
     tools.demo,
     token.token,
+    config_commands.config_group,
 ):
     main.add_command(_command)

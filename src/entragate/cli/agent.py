@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from entragate.cli.base import (
+    cli_state,
     fail,
     import_command,
     json_option,
@@ -26,7 +27,8 @@ from entragate.config import Config
 def run(ctx: click.Context) -> None:
     """Run the agent: the local HTTP API, the paced writer and the expiry scheduler.
 
-    Serves until SIGTERM or Ctrl-C.
+    Serves until SIGTERM or Ctrl-C. SIGHUP (systemctl reload) reads the configuration
+    again: a valid one takes over, an invalid one is logged and the running one kept.
 
     Example:
 
@@ -34,12 +36,17 @@ def run(ctx: click.Context) -> None:
       entragate --config /etc/entragate/config.toml run
     """
     config = load_cli_config(ctx, require_credentials=True)
-    run_agent: Callable[[Config], int | None] = import_command(
-        "entragate.agent", "run_agent", "run"
-    )
+    run_agent: Callable[..., int | None] = import_command("entragate.agent", "run_agent", "run")
+    path = cli_state(ctx)["config_path"]
+
+    def reload() -> Config:
+        from entragate.config import load_config
+
+        return load_config(path or config.source, require_credentials=True)
+
     with operation_errors():
         try:
-            code = run_agent(config)
+            code = run_agent(config, reload)
         except OSError as exc:
             fail(1, _os_error_text(exc, config))
     sys.exit(int(code or 0))

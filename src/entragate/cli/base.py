@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,10 +38,43 @@ class UsageFailure(Exception):
         self.lines = lines
 
 
+_CODE_WORD = re.compile(r"^entragate: ([a-z_]+|ENTRA\d{3}): ")
+_ENTRA_CODE = re.compile(r"\bENTRA\d{3}\b")
+
+
 def fail(code: int, *lines: str) -> NoReturn:
+    """Exit ``code`` with ``lines`` on stderr; under ``--json`` also with the API's error
+    shape ``{"error": {"code", "message"}}`` on stdout, so a program reads one JSON
+    document whatever happened (docs/design.md#cli)."""
+    if _json_errors_wanted():
+        print_json({"error": error_body(code, lines)})
     for line in lines:
         click.echo(line, err=True)
     sys.exit(code)
+
+
+def error_body(code: int, lines: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The code word and message of an error printed as ``entragate: WORD: message``."""
+    text = "\n".join(line.removeprefix("entragate: ") for line in lines)
+    first = lines[0] if lines else ""
+    match = _CODE_WORD.match(first)
+    if match:
+        return {"code": match.group(1), "message": text[len(match.group(1)) + 2 :]}
+    if first.startswith("entragate: configuration error"):
+        return {"code": "invalid_configuration", "message": text}
+    entra = _ENTRA_CODE.search(text)
+    word = entra.group(0) if entra else ("usage" if code == 2 else "failed")
+    return {"code": word, "message": text}
+
+
+def _json_errors_wanted() -> bool:
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return False
+    if any(ctx.params.get(name) for name in ("json_flag", "as_json")):
+        return True
+    root = ctx.find_root()
+    return isinstance(root.obj, dict) and bool(root.obj.get("json"))
 
 
 def cli_state(ctx: click.Context) -> dict[str, Any]:
@@ -56,8 +90,7 @@ def load_cli_config(ctx: click.Context, *, require_credentials: bool = False) ->
     try:
         return load_config(cli_state(ctx)["config_path"], require_credentials=require_credentials)
     except ConfigError as exc:
-        where = f" in {exc.source}" if exc.source else ""
-        fail(2, f"entragate: configuration error{where}:", *(f"  - {p}" for p in exc.problems))
+        fail(2, *exc.report())
 
 
 @contextmanager
@@ -80,7 +113,7 @@ def operation_errors(*, one_line: bool = False) -> Iterator[None]:
     except UsageFailure as exc:
         out(2, "\n".join(f"entragate: {line}" for line in exc.lines))
     except ConfigError as exc:
-        out(2, "entragate: configuration error:\n" + "\n".join(f"  - {p}" for p in exc.problems))
+        out(2, "\n".join(exc.report()))
     except AgentError as exc:
         if exc.code == "unauthorized":
             out(

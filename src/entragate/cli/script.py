@@ -40,7 +40,7 @@ def script(ctx: click.Context, action: str, acl: str, ip: str | None) -> None:
     try:
         config = load_config(cli_state(ctx)["config_path"], require_credentials=False)
     except ConfigError as exc:
-        fail(2, "entragate: configuration error: " + "; ".join(exc.problems))
+        fail(2, "; ".join(exc.lines()))
     user = os.environ.get("KNOCKNOC_USER", "").strip() or "knocknoc"
     with operation_errors(one_line=True):
         if action in ("add", "del") and not ip:

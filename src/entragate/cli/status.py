@@ -22,8 +22,9 @@ from entragate.logs import printable
 
 @click.command(
     epilog="Through the agent it shows, per ACL and named location, the ranges desired "
-    "and applied, the last sync, the last error code and any throttling. Without a "
-    "running agent it shows the stored grants only."
+    "and applied, the last sync, the last error code and any throttling, and exits 1 "
+    "while any location is failing or not in sync (0 otherwise), so a monitor can run it. "
+    "Without a running agent it shows the stored grants only."
 )
 @json_option
 @click.pass_context
@@ -59,8 +60,11 @@ def status(ctx: click.Context, json_flag: bool) -> None:
                     for name, acl in config.acls.items()
                 },
             }
+    unsettled = _unsettled(data)
     if json_wanted(ctx, json_flag):
         print_json(data)
+        if unsettled:
+            ctx.exit(1)
         return
     if data["mode"] == "direct":
         click.echo(data["note"])
@@ -73,6 +77,24 @@ def status(ctx: click.Context, json_flag: bool) -> None:
         return
     click.echo(f"agent at {data['agent']}")
     _print_tree({k: v for k, v in data.items() if k not in ("mode", "agent")}, 0)
+    if unsettled:
+        click.echo(f"entragate: {len(unsettled)} location(s) failing or not in sync: "
+                   + ", ".join(unsettled), err=True)
+        ctx.exit(1)
+
+
+def _unsettled(data: dict[str, Any]) -> list[str]:
+    """The locations (of the agent's status) that fail or differ from the grants. A standby
+    cannot tell (``in_sync`` null): only the writer reads Entra."""
+    if data.get("mode") != "agent":
+        return []
+    found = []
+    for acl in (data.get("acls") or {}).values():
+        for location in acl.get("locations") or []:
+            error = location.get("last_error")
+            if error or location.get("in_sync") is False:
+                found.append(f"{location.get('name')} ({error['code'] if error else 'pending'})")
+    return found
 
 
 def _agent_where(config: Config) -> str:

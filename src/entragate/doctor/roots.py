@@ -11,7 +11,15 @@ Each root is embedded as the SHA-256 of its DER SubjectPublicKeyInfo (its
 identity) together with the SPKI itself (public data, needed to verify the
 signature of an intermediate when the trust store in use cannot supply the
 root, e.g. when the CA bundle is missing).  ``tests/test_doctor_roots.py``
-recomputes the hashes from ``/etc/ssl/certs`` when present.
+recomputes the hashes from the public certificates in ``tests/data/certs``.
+
+Since Microsoft's 2025–2026 rotation its endpoints chain to Microsoft TLS RSA
+Root G2 and Microsoft TLS ECC Root G2, each cross-signed by a DigiCert root
+(G2 and G3).  Only the RSA G2 root is embedded: no public text copy of the ECC G2
+root was found to take its key from (``tests/data/certs/README.md``).  An ECC G2
+chain that carries its cross certificate still leads to DigiCert Global Root G3.  DigiCert Global Root CA (G1) and Baltimore CyberTrust Root are
+*legacy*: still recognised (old chains lead to them), but a store that holds
+them and not the current roots is outdated (docs/design.md#doctor).
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ class PublisherRoot:
     name: str
     spki_sha256: str
     spki_der_b64: str
+    #: No longer what Microsoft's endpoints chain to; browsers and certifi dropped it.
+    legacy: bool = False
+    #: The older root that cross-signed this one, so that stores without it still verify
+    #: a chain that includes the cross certificate.
+    cross_signed_by: str | None = None
 
     @cached_property
     def spki_der(self) -> bytes:
@@ -50,9 +63,26 @@ class PublisherRoot:
         return key  # type: ignore[return-value]
 
 
-# SHA-256 of the DER SubjectPublicKeyInfo of each root, computed from the
-# certificates in /etc/ssl/certs (Debian ca-certificates).
+# SHA-256 of the DER SubjectPublicKeyInfo of each root, computed from the public
+# certificates listed in tests/data/certs/README.md.
 MICROSOFT_ROOTS: tuple[PublisherRoot, ...] = (
+    PublisherRoot(
+        name='Microsoft TLS RSA Root G2',
+        cross_signed_by='DigiCert Global Root G2',
+        spki_sha256='4b03c9966c863b2c008a95a5ed9254070448c7b219d283102f6a6c5b6e8e2acd',
+        spki_der_b64=(
+            'MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEA3+qLn0fhKBBxr0HWGduSV95rq+Yu3q06'
+            'YIO3E5isW7kyC3vrn3Ina11Aq74YBpOyDdIS7bh09X8v6qgXlPYzFleK3iB8Id232qzeTmSwWs1L'
+            'dfPvAmRN7VLao48E6JH41/s/Gf1ORTle6CnD1vJnr7MAlMGN4fBKGJg5+sAJhDNBBQMFq/R14VOl'
+            'IZJcREzmYFekkAKXx9XYkwQySu2FUe3WxbqgPzaKL29MOagEaSKEO3UU99k+tKnQB0E4gX5GSB3o'
+            'GeZwuKCqGN1yv359tWxOGXARhAQTgdRi/Zxr8Rzd/+yn4ObHjTFLv/JrM8zRjLb+sRujSqhfDn8x'
+            'djg/B0dsAaispRTagrBfH2y8iRrAEirLe5cfKC4xFopTTHVm+X0B1sJgqmWPMZ5yy8ybLeVEGZNX'
+            'q26OwtkuZbByLeehw6F+SR1ZZ9YJ1BgSbcCVRXjJ8WBq5PbuBiQ7c0paEcI+l2HAeO7vE6cw4ko4'
+            'Le5YFxMgtzYq3wsytMI4sZHdErBFtnzAsR1ioZ3dcRIVlgGdCgn1sd2z2eA4QjT2abbDrxZz/tRD'
+            '+EPkWPlPs/Ps1j2UOkA4FasMhtBkzhpj6ISUVQlatgS20T6aFcdkEYDQG4IOTf9FnrJlByUf25rI'
+            'xuzWW4VQBJ8cy10ggmeeeeLf6PLob8QgcjCG5Z11JzUCAwEAAQ=='
+        ),
+    ),
     PublisherRoot(
         name='DigiCert Global Root G2',
         spki_sha256='8bb593a93be1d0e8a822bb887c547890c3e706aad2dab76254f97fb36b82fc26',
@@ -67,6 +97,7 @@ MICROSOFT_ROOTS: tuple[PublisherRoot, ...] = (
     ),
     PublisherRoot(
         name='DigiCert Global Root CA',
+        legacy=True,
         spki_sha256='aff988906dde12955d9bebbf928fdcc31cce328d5b9384f21c8941ca26e20391',
         spki_der_b64=(
             'MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA4jvhEXLeqKTTo1eqUKKPC3eQyaKl7hLO'
@@ -113,6 +144,7 @@ MICROSOFT_ROOTS: tuple[PublisherRoot, ...] = (
     ),
     PublisherRoot(
         name='Baltimore CyberTrust Root',
+        legacy=True,
         spki_sha256='63d9af9b47b1064d49a10e7b7fd566dbc8caa399459bfc2829c571ad8c6ef34a',
         spki_der_b64=(
             'MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAowS7IquYPVfoJnKatXnUKeLh6JWAsbDj'
@@ -129,6 +161,11 @@ MICROSOFT_ROOTS: tuple[PublisherRoot, ...] = (
 MICROSOFT_ROOT_SPKI_SHA256: dict[str, str] = {r.name: r.spki_sha256 for r in MICROSOFT_ROOTS}
 
 _BY_HASH: dict[str, PublisherRoot] = {r.spki_sha256: r for r in MICROSOFT_ROOTS}
+_BY_NAME: dict[str, PublisherRoot] = {r.name: r for r in MICROSOFT_ROOTS}
+
+#: The roots Microsoft's endpoints chain to today; a store should hold every one.
+CURRENT_ROOTS: tuple[PublisherRoot, ...] = tuple(r for r in MICROSOFT_ROOTS if not r.legacy)
+LEGACY_ROOTS: tuple[PublisherRoot, ...] = tuple(r for r in MICROSOFT_ROOTS if r.legacy)
 
 
 def spki_der(cert: x509.Certificate) -> bytes:
@@ -141,6 +178,11 @@ def spki_der(cert: x509.Certificate) -> bytes:
 def spki_sha256(cert: x509.Certificate) -> str:
     """Hex SHA-256 of the certificate's SubjectPublicKeyInfo (its key identity)."""
     return hashlib.sha256(spki_der(cert)).hexdigest()
+
+
+def microsoft_root_named(name: str) -> PublisherRoot | None:
+    """The Microsoft root called ``name`` (as in :data:`MICROSOFT_ROOTS`), if any."""
+    return _BY_NAME.get(name)
 
 
 def microsoft_root_for(cert: x509.Certificate) -> PublisherRoot | None:

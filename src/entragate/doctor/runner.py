@@ -33,6 +33,7 @@ from entragate.doctor.checks import (
     check_dns,
     check_locations,
     check_permissions,
+    check_policies,
     check_proxy,
     check_tcp,
     check_throttling,
@@ -43,6 +44,7 @@ from entragate.doctor.checks import (
     probe_host,
     token_result,
 )
+from entragate.doctor.checks.identity import decode_jwt_payload
 from entragate.doctor.osfix import OsInfo, read_os_release
 from entragate.doctor.truststore import TrustStoreReport, inspect_trust
 from entragate.errors import Code, EntraError, Throttled, classify_exception
@@ -257,7 +259,7 @@ def _start_graph(
             try:
                 graph["locations"] = client.list_locations()
                 graph.pop("list_error", None)
-                return
+                break
             except Throttled as exc:
                 # The tenant's ~1 request/s is shared by every app: one 429 is ordinary,
                 # so the doctor reports throttling only when it persists.
@@ -268,6 +270,22 @@ def _start_graph(
                 return
             except BaseException as exc:  # noqa: BLE001 - reported by the locations check
                 graph["list_error"] = exc
+                return
+        # The policies check: do the policies make the grants matter? Conditional Access
+        # allows about one request per second per tenant: a 429 here waits its turn once.
+        for attempt in range(2):
+            if attempt == 1:
+                if deadline - time.monotonic() < 2.5:
+                    return
+                time.sleep(1.5)
+            try:
+                graph["policies"] = client.list_policies()
+                graph.pop("policies_error", None)
+                return
+            except Throttled as exc:
+                graph["policies_error"] = exc
+            except BaseException as exc:  # noqa: BLE001 - reported by the policies check
+                graph["policies_error"] = exc
                 return
 
     return pool.submit(graph_job, "graph")
@@ -318,13 +336,16 @@ def _graph_checks(
         return {
             "permissions": _skip("permissions", "no access token (see token)"),
             "locations": _skip("locations", "no access token (see token)"),
+            "policies": _skip("policies", "no access token (see token)"),
             "throttling": _skip("throttling", "no Graph request was made (see token)"),
         }
     out = {"permissions": check_permissions(access_token)}
     graph_error: EntraError | None = None
     if "locations" in graph:
         out["locations"] = check_locations(config, graph["locations"])
+        out["policies"] = _policies_check(config, graph, access_token)
     else:
+        out["policies"] = _skip("policies", "the named locations could not be read (see locations)")
         if "list_error" in graph:
             error = graph["list_error"]
             graph_error = error if isinstance(error, EntraError) else classify_exception(
@@ -349,3 +370,17 @@ def _graph_checks(
     if graph_error is not None and graph_error.code != Code.ENTRA005:
         out["throttling"] = _skip("throttling", "the Graph read failed (see locations)")
     return out
+
+
+def _policies_check(config: Config, graph: Mapping[str, Any], access_token: str) -> CheckResult:
+    if "policies" in graph:
+        policies: list[dict[str, Any]] | EntraError = graph["policies"]
+    elif "policies_error" in graph:
+        error = graph["policies_error"]
+        policies = error if isinstance(error, EntraError) else classify_exception(
+            error, host=config.graph_host, operation="list Conditional Access policies"
+        )
+    else:
+        return _skip("policies", "the doctor's deadline passed before the policies were read")
+    oid = decode_jwt_payload(access_token).get("oid")
+    return check_policies(config, graph["locations"], policies, oid if isinstance(oid, str) else None)

@@ -45,6 +45,7 @@ from entragate.doctor.roots import (
     is_publisher_root,
     is_self_signed,
     microsoft_root_for,
+    microsoft_root_named,
     signature_verifies,
     signed_by,
     spki_sha256,
@@ -274,14 +275,7 @@ def diagnose(
         elif not (trust.readable and trust.parseable):
             add(_bundle_corrupt(host, trust))
         elif not trust.contains_key(root_hash) and not store_vouches:
-            add(
-                Cause(
-                    "ca_bundle_lacks_root",
-                    f"{host} presented a genuine chain to '{root_name}', but the trust store in use "
-                    f"{store} ({trust.count} certificates) does not contain that root.",
-                    issuer=root_name,
-                )
-            )
+            add(_lacks_root(host, top, root_name, trust, store))
 
     # -- hostname --------------------------------------------------------------------------
     if not hostname_matches(leaf, host) or verify_code == X509_V_ERR_HOSTNAME_MISMATCH:
@@ -311,6 +305,33 @@ def diagnose(
 
     order = {cid: i for i, cid in enumerate(CAUSE_IDS)}
     return sorted(causes.values(), key=lambda c: order.get(c.id, len(order)))
+
+
+def _lacks_root(host: str, top: x509.Certificate, root_name: str, trust: TrustStoreReport, store: str) -> Cause:
+    """The chain is genuine, but the store has neither its root nor the root that cross-signed it."""
+    root = microsoft_root_named(root_name)
+    summary = (
+        f"{host} presented a genuine chain to '{root_name}', but the trust store in use "
+        f"{store} ({trust.count} certificates) does not contain that root."
+    )
+    if root is not None and root.cross_signed_by:
+        if microsoft_root_for(top) is root:
+            summary += f" Nor does it contain '{root.cross_signed_by}', which cross-signed it."
+        else:
+            summary += (
+                f" The server omitted the cross certificate that links '{root_name}' to "
+                f"'{root.cross_signed_by}', so only a store holding '{root_name}' itself can verify "
+                "this chain: not an interception, a store that lacks Microsoft's new root."
+            )
+    outdated = trust.outdated_reason()
+    if outdated:
+        summary += f" The store is outdated: {outdated}."
+    return Cause(
+        "ca_bundle_lacks_root",
+        summary,
+        issuer=root_name,
+        details={"missing_root": root_name, "store_outdated": outdated is not None},
+    )
 
 
 def _bundle_missing(host: str, trust: TrustStoreReport) -> Cause:

@@ -19,6 +19,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from entragate.doctor.roots import (
+    CURRENT_ROOTS,
+    LEGACY_ROOTS,
     MICROSOFT_ROOTS,
     microsoft_root_for,
     publisher_root_hashes,
@@ -32,6 +34,8 @@ _PEM_BLOCK = re.compile(
     rb"-----BEGIN (?P<label>[A-Z0-9 ]+)-----(?P<body>.*?)-----END (?P=label)-----", re.DOTALL
 )
 _HASHED_NAME = re.compile(r"^[0-9a-f]{8}\.\d+$")
+#: The legacy root a stale store often still relies on (browsers and certifi dropped it in 2026).
+LEGACY_G1 = "DigiCert Global Root CA"
 
 
 @dataclass
@@ -48,7 +52,37 @@ class TrustStoreReport:
     capath: str | None = None
     problem: str | None = None
     publisher_roots: list[str] = field(default_factory=list)
+    #: The current Microsoft roots (by name) whose key the store lacks.
+    missing_roots: list[str] = field(default_factory=list)
+    #: The legacy roots the store holds (DigiCert Global Root CA, Baltimore).
+    legacy_roots: list[str] = field(default_factory=list)
+    #: The store holds one of ``expected_roots``: the endpoints are not Microsoft's own.
+    holds_expected: bool = False
     _keys: set[str] = field(default_factory=set, repr=False)
+
+    def outdated_roots(self) -> list[str]:
+        """The current roots whose absence makes the store outdated: DigiCert Global Root G2
+        when the store has only the legacy G1, and the roots of Microsoft's 2025-2026
+        hierarchy.  Empty when the endpoints are vouched for by ``expected_roots``."""
+        if self.holds_expected:
+            return []
+        names = [r.name for r in CURRENT_ROOTS if r.cross_signed_by and r.name in self.missing_roots]
+        g1, g2 = LEGACY_G1, "DigiCert Global Root G2"
+        if g1 in self.legacy_roots and g2 in self.missing_roots:
+            names.insert(0, g2)
+        return names
+
+    def outdated_reason(self) -> str | None:
+        """Why the store is behind Microsoft's current roots (None when it is not)."""
+        names = self.outdated_roots()
+        if not names:
+            return None
+        if names[0] == "DigiCert Global Root G2":
+            return f"it holds the legacy {LEGACY_G1} (G1) but not DigiCert Global Root G2"
+        return (
+            f"it lacks {' and '.join(names)}, the roots of Microsoft's 2025-2026 hierarchy "
+            "(chains whose front-end omits the cross certificate cannot verify against it)"
+        )
 
     def contains(self, cert: x509.Certificate) -> bool:
         """The store holds a certificate with ``cert``'s key (its identity for trust)."""
@@ -84,6 +118,9 @@ class TrustStoreReport:
             "age_days": None if self.age_days is None else round(self.age_days, 1),
             "has_publisher_root": self.has_publisher_root,
             "publisher_roots": list(self.publisher_roots),
+            "missing_roots": list(self.missing_roots),
+            "legacy_roots": list(self.legacy_roots),
+            "outdated": self.outdated_reason(),
             "problem": self.problem,
         }
 
@@ -232,6 +269,8 @@ def inspect_trust(
         if spki_sha256(exp) in keys and microsoft_root_for(exp) is None:
             cns = exp.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
             names.append(str(cns[0].value) if cns else exp.subject.rfc4514_string())
+    missing = [r.name for r in CURRENT_ROOTS if r.spki_sha256 not in keys]
+    legacy = [r.name for r in LEGACY_ROOTS if r.spki_sha256 in keys]
     age = (now - max(mtimes)) / 86400.0 if mtimes else None
     return TrustStoreReport(
         origin=origin,
@@ -246,5 +285,8 @@ def inspect_trust(
         certificates=certs,
         problem="; ".join(problems) or None,
         publisher_roots=names,
+        missing_roots=missing,
+        legacy_roots=legacy,
+        holds_expected=any(spki_sha256(exp) in keys for exp in expected_roots),
         _keys=keys,
     )

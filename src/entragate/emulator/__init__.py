@@ -20,11 +20,11 @@ which the tests use too), ``proxy`` (a CONNECT proxy); ``_emulator`` puts them t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ._emulator import Emulator
-from .faults import FAULT_KINDS, EmulatorFault
+from .faults import FAULT_KINDS, EmulatorFault, parse_fault
 from .proxy import ConnectProxy
 from .state import (
     ALL_HOSTS,
@@ -53,6 +53,7 @@ __all__ = [
     "RequestRecord",
     "WriteRecord",
     "sample_config",
+    "parse_fault",
     "serve_forever",
 ]
 
@@ -85,37 +86,79 @@ def serve_forever(
     echo: Callable[[str], None],
     *,
     stop_event: threading.Event | None = None,
+    persist: bool = False,
+    faults: Sequence[EmulatorFault] = (),
+    certificate: Path | None = None,
+    control: tuple[str, int] | None = None,
 ) -> None:
     """Run an emulator with a demo tenant and app until Ctrl-C (or ``stop_event`` is set).
 
     The root CA persists in ``state_dir`` so clients that trust it keep working across
-    restarts; tenants, apps and named locations live in memory.
+    restarts; with ``persist`` the tenants, apps, locations and policies do too
+    (``persist.py``). ``faults`` are in force from the start, ``certificate`` (a PEM
+    chain with its key) is served for every host, and ``control`` starts the control
+    endpoint (``control.py``) on that loopback address.
     """
-    emu = Emulator(state_dir=state_dir, rate_limit=rate_limit).start(host, port)
+    from . import persist as persistence
+    from .control import ControlServer
+
+    emu = Emulator(state_dir=state_dir, rate_limit=rate_limit)
+    restored = persist and persistence.load(emu, state_dir)
+    emu.start(host, port)
+    controller: ControlServer | None = None
     try:
-        tid = emu.add_tenant()
-        app = emu.add_app(tid)
-        assert app.secret is not None
+        if certificate is not None:
+            emu.serve_certificate(certificate)
+        for fault in faults:
+            emu.set_fault(fault)
+        if restored:
+            tenant = emu.all_tenants()[0]
+            tid = tenant.id
+            first = next((a for a in tenant.apps.values() if a.secret), None)
+            if first is None or first.secret is None:
+                raise ValueError(f"{state_dir}: the saved tenant has no app with a secret")
+            client_id, secret, secret_id = first.client_id, first.secret, first.secret_id
+        else:
+            tid = emu.add_tenant()
+            app = emu.add_app(tid)
+            assert app.secret is not None
+            client_id, secret, secret_id = app.client_id, app.secret, app.secret_id
+        if control is not None:
+            controller = ControlServer(emu, *control).start()
         echo(f"entragate emulator listening on {emu.listen_host}:{emu.port}")
-        echo(f"tenant_id     {tid}")
+        echo(f"tenant_id     {tid}" + ("  (restored from " + str(state_dir) + ")" if restored else ""))
         echo(f"tenant domain {emu.tenant_domain(tid)}")
-        echo(f"client_id     {app.client_id}")
-        echo(f"client_secret {app.secret}")
-        echo(f"secret id     {app.secret_id}  (the Secret ID: do not use it as the secret)")
-        echo(f"CA bundle     {emu.ca_bundle_path}")
+        echo(f"client_id     {client_id}")
+        echo(f"client_secret {secret}")
+        echo(f"secret id     {secret_id}  (the Secret ID: do not use it as the secret)")
+        echo(f"CA bundle     {emu.ca_bundle_path}" + ("  (not the chain served: --certificate)" if certificate else ""))
         echo(f"rate limit    {rate_limit if rate_limit else 'off'} requests/second per tenant")
+        echo(f"state         {'kept in ' + str(state_dir) if persist else 'in memory (use --state DIR to keep it)'}")
+        for fault in faults:
+            echo(f"fault         {fault}")
+        if controller is not None:
+            echo(f"control       {controller.url}  (GET/POST/DELETE /faults, PUT /tls, POST /policies, GET /state)")
         echo("connect_to (curl --connect-to syntax):")
         for line in emu.connect_to():
             echo(f"  {line}")
         echo("")
         echo("Sample configuration (entragate.toml):")
-        echo(sample_config(emu, tid, app.client_id, app.secret))
+        echo(sample_config(emu, tid, client_id, secret))
         echo("Press Ctrl-C to stop.")
         waiter = stop_event or threading.Event()
+        saved = persistence.snapshot(emu) if persist else None
         try:
             while not waiter.wait(0.5):
-                pass
+                if persist:
+                    current = persistence.snapshot(emu)
+                    if current != saved:
+                        persistence.save(emu, state_dir, current)
+                        saved = current
         except KeyboardInterrupt:
             echo("stopping")
     finally:
+        if controller is not None:
+            controller.stop()
         emu.stop()
+        if persist:
+            persistence.save(emu, state_dir)

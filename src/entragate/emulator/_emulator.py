@@ -20,7 +20,7 @@ from ._server import TLSHTTPServer
 from .faults import EmulatorFault, Faults
 from .graph_api import GraphApi
 from .state import ALL_HOSTS, GRAPH_HOSTS, LOGIN_HOSTS, RequestRecord, TenantState
-from .tls import DEFAULT_INSPECTION_CA, TlsServing
+from .tls import DEFAULT_INTERCEPTING_CA, TlsServing
 from .token_service import TokenService
 from .tokens import SigningKey
 
@@ -117,8 +117,8 @@ class Emulator(TenantState):
         self,
         name: str | None,
         *,
-        issuer_cn: str = DEFAULT_INSPECTION_CA[0],
-        issuer_o: str = DEFAULT_INSPECTION_CA[1],
+        issuer_cn: str = DEFAULT_INTERCEPTING_CA[0],
+        issuer_o: str = DEFAULT_INTERCEPTING_CA[1],
     ) -> None:
         """Serve new connections with a broken chain (see TLS_SCENARIOS); None restores.
 
@@ -131,7 +131,17 @@ class Emulator(TenantState):
         if self._server is not None:
             self._server.drop_connections()
 
+    def serve_certificate(self, pem: Path) -> None:
+        """Serve every host name with the chain and key in ``pem`` (``--certificate``)."""
+        self._tls.use_chain(pem)
+        if self._server is not None:
+            self._server.drop_connections()
+
     # ------------------------------------------------------------------ faults
+
+    def faults(self) -> list[dict[str, object]]:
+        """The faults in force, each with what is left of its count."""
+        return self._faults.describe()
 
     def set_fault(self, fault: EmulatorFault) -> None:
         self._faults.set(fault)

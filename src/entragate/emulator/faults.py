@@ -7,7 +7,7 @@ request which ones apply (docs/design.md#emulator).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .state import GRAPH_HOSTS, LOGIN_HOSTS
 
@@ -50,6 +50,35 @@ class EmulatorFault:
         return self.path is None or self.path in path
 
 
+_VALUE_FIELD = {"status": "status", "latency": "seconds", "hang": "seconds"}
+
+
+def parse_fault(spec: str) -> EmulatorFault:
+    """``KIND[=VALUE][,host=H][,method=M][,count=N][,path=P]``, as ``--fault`` takes it.
+
+    VALUE is the status of ``status`` (503), the seconds of ``latency`` and ``hang``;
+    ``throttle`` and ``reset`` take none. Examples: ``status=503,host=graph``,
+    ``latency=2.5``, ``throttle,method=PATCH,count=3``.
+    """
+    head, *options = [part.strip() for part in spec.split(",") if part.strip()]
+    kind, _, value = head.partition("=")
+    fields: dict[str, object] = {}
+    try:
+        if value:
+            if kind not in _VALUE_FIELD:
+                raise ValueError(f"fault {kind!r} takes no value")
+            field_name = _VALUE_FIELD[kind]
+            fields[field_name] = int(value) if field_name == "status" else float(value)
+        for option in options:
+            key, sep, item = option.partition("=")
+            if not sep or key not in ("host", "method", "count", "path"):
+                raise ValueError(f"{option!r} is not host=, method=, count= or path=")
+            fields[key] = int(item) if key == "count" else item
+        return EmulatorFault(kind, **fields)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad fault {spec!r}: {exc}") from None
+
+
 @dataclass
 class _Armed:
     fault: EmulatorFault
@@ -70,6 +99,11 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._armed.clear()
+
+    def describe(self) -> list[dict[str, object]]:
+        """The faults in force, for the control endpoint: each with what is left of its count."""
+        with self._lock:
+            return [{**asdict(a.fault), "remaining": a.remaining} for a in self._armed]
 
     def take(self, host: str, method: str, path: str) -> tuple[float, EmulatorFault | None]:
         """(total latency, the first other matching fault) for one request; uses up counts.

@@ -14,6 +14,7 @@ from typing import Any
 from ._http import JSON_CONTENT_TYPE, Exchange, GraphError, Request, Response, dumps
 from .locations import IP_TYPE, MAX_LOCATIONS, new_location, patch_location
 from .odata import decode_skiptoken, encode_skiptoken, parse_filter, select
+from .policies import POLICIES_PATH, READ_ROLE
 from .state import (
     GRAPH_APP_ID,
     LOGIN_HOSTS,
@@ -27,6 +28,7 @@ from .tokens import MalformedJwt, SigningKey
 
 THROTTLE_SLACK = 0.05  # a request up to 5 % early is admitted (jitter), still ≤ rate long-term
 LOCATIONS_PATH = "identity/conditionalaccess/namedlocations"
+DELETED_PATH = "identity/conditionalaccess/deleteditems/namedlocations"
 LIST_OPTIONS = ("$filter", "$top", "$select", "$skiptoken", "$count", "$orderby")
 GRAPH_CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -36,7 +38,7 @@ _STATUS_CODES = {
     400: "BadRequest",
     401: "InvalidAuthenticationToken",
     403: "Authorization_RequestDenied",
-    404: "itemNotFound",
+    404: "ResourceNotFound",
     409: "Conflict",
     413: "RequestEntityTooLarge",
     500: "generalException",
@@ -61,7 +63,9 @@ def _entity_context(host: str) -> dict[str, Any]:
 
 
 def _not_found(loc_id: str) -> GraphError:
-    return GraphError(404, "itemNotFound", f"The named location '{loc_id}' was not found.")
+    # Graph's Conditional Access routes answer a missing id with ResourceNotFound.
+    return GraphError(404, "ResourceNotFound", f"Resource '{loc_id}' does not exist or one of its queried "
+                      "reference-property objects are not present.")
 
 
 class GraphApi:
@@ -74,12 +78,21 @@ class GraphApi:
         """The counter key of a Graph request (``graph other`` for routes we do not serve)."""
         low = path.lower().rstrip("/")
         for prefix in ("/v1.0/", "/beta/"):
+            if low.startswith(prefix + DELETED_PATH):
+                rest = low[len(prefix + DELETED_PATH) :]
+                if rest == "":
+                    return f"{method} deletedNamedLocations"
+                if rest.endswith("/restore") and rest.count("/") == 2:
+                    return f"{method} restoreNamedLocation"
+                return "graph other"
             if low.startswith(prefix + LOCATIONS_PATH):
                 rest = low[len(prefix + LOCATIONS_PATH) :]
                 if rest == "":
                     return f"{method} namedLocations"
                 if rest.count("/") == 1:
                     return f"{method} namedLocation"
+            if low == prefix + POLICIES_PATH:
+                return f"{method} policies"
         return "graph other"
 
     def handle(self, req: Request, ex: Exchange, parsed: urllib.parse.SplitResult) -> Response:
@@ -96,6 +109,12 @@ class GraphApi:
                 )
             write = req.method in ("POST", "PATCH", "DELETE", "PUT")
             if not (roles & READ_ROLES) or (write and WRITE_ROLE not in roles):
+                raise GraphError(
+                    403,
+                    "AccessDenied",
+                    "You cannot perform the requested operation, required scopes are missing in the token.",
+                )
+            if op.endswith(" policies") and READ_ROLE not in roles:
                 raise GraphError(
                     403,
                     "AccessDenied",
@@ -122,6 +141,14 @@ class GraphApi:
             return self._list(req, ex, tenant, query)
         if op == "POST namedLocations":
             return self._create(req, ex, tenant)
+        if op == "GET policies":
+            return self._list_policies(req, ex, tenant)
+        if op == "GET deletedNamedLocations":
+            with self._state.lock:
+                deleted = copy.deepcopy(list(tenant.history.deleted.values()))
+            return Response(200, dumps({"value": deleted}), self._headers(ex))
+        if op == "POST restoreNamedLocation":
+            return self._restore(ex, tenant, parsed.path.rstrip("/").rsplit("/", 2)[-2])
         if op.endswith(" namedLocation"):
             loc_id = urllib.parse.unquote(parsed.path.rstrip("/").rsplit("/", 1)[-1])
             if req.method == "GET":
@@ -252,7 +279,8 @@ class GraphApi:
         offset = decode_skiptoken(query["$skiptoken"][0]) if "$skiptoken" in query else 0
         fields = _selected_fields(query)
         with self._state.lock:
-            items = [o for o in tenant.locations.values() if pred is None or pred(o)]
+            shown = tenant.history.visible(tenant.locations, self._state.now(), self._state.read_lag_seconds)
+            items = [o for o in shown if pred is None or pred(o)]
             chunk = [select(o, fields) for o in items[offset : offset + page]]
         base = f"https://{req.host}{req.target.split('?', 1)[0]}"
         version = "beta" if "/beta/" in base else "v1.0"
@@ -267,10 +295,20 @@ class GraphApi:
         body["value"] = chunk
         return Response(200, dumps(body), self._headers(ex))
 
+    def _list_policies(self, req: Request, ex: Exchange, tenant: Tenant) -> Response:
+        with self._state.lock:
+            items = copy.deepcopy(list(tenant.policies.values()))
+        version = "beta" if "/beta/" in req.target.lower() else "v1.0"
+        body = {
+            "@odata.context": f"https://{req.host}/{version}/$metadata#identity/conditionalAccess/policies",
+            "value": items,
+        }
+        return Response(200, dumps(body), self._headers(ex))
+
     def _get(self, ex: Exchange, tenant: Tenant, loc_id: str, query: dict[str, list[str]]) -> Response:
         fields = _selected_fields(query)
         with self._state.lock:
-            obj = tenant.locations.get(loc_id)
+            obj = tenant.history.visible_one(tenant.locations, loc_id, self._state.now(), self._state.read_lag_seconds)
             if obj is None:
                 raise _not_found(loc_id)
             out = _entity_context(tenant.graph_host)
@@ -288,6 +326,7 @@ class GraphApi:
                     f"The tenant already has {len(tenant.locations)} named locations; at most {MAX_LOCATIONS} are allowed.",
                 )
             tenant.locations[obj["id"]] = obj
+            self._remember(tenant, obj["id"], None)
             ranges = [r["cidrAddress"] for r in obj.get("ipRanges", [])] if obj["@odata.type"] == IP_TYPE else None
             self._log_write(tenant, "POST", obj["id"], ex, ranges)
             out = _entity_context(req.host)
@@ -302,7 +341,9 @@ class GraphApi:
             obj = tenant.locations.get(loc_id)
             if obj is None:
                 raise _not_found(loc_id)
+            before = copy.deepcopy(obj)
             ranges = patch_location(obj, body, self._state.now())
+            self._remember(tenant, loc_id, before)
             self._log_write(tenant, "PATCH", loc_id, ex, ranges)
         return Response(204, b"", self._headers(ex, None))
 
@@ -318,8 +359,26 @@ class GraphApi:
                     "A trusted named location cannot be deleted. Mark it as not trusted (isTrusted false) first.",
                 )
             del tenant.locations[loc_id]
+            self._remember(tenant, loc_id, obj)
+            if self._state.keep_deleted:  # restorable, like Graph's deleted items
+                tenant.history.deleted[loc_id] = obj
             self._log_write(tenant, "DELETE", loc_id, ex, None)
         return Response(204, b"", self._headers(ex, None))
+
+    def _restore(self, ex: Exchange, tenant: Tenant, loc_id: str) -> Response:
+        with self._state.lock:
+            obj = tenant.history.deleted.pop(loc_id, None)
+            if obj is None:
+                raise _not_found(loc_id)
+            tenant.locations[loc_id] = obj
+            self._remember(tenant, loc_id, None)
+            self._log_write(tenant, "POST", loc_id, ex, [r["cidrAddress"] for r in obj.get("ipRanges", [])])
+            out = _entity_context(tenant.graph_host)
+            out.update(copy.deepcopy(obj))
+        return Response(200, dumps(out), self._headers(ex))
+
+    def _remember(self, tenant: Tenant, loc_id: str, before: dict[str, Any] | None) -> None:
+        tenant.history.record(loc_id, before, self._state.now(), self._state.read_lag_seconds)
 
     def _log_write(self, tenant: Tenant, method: str, loc_id: str, ex: Exchange, ranges: list[str] | None) -> None:
         self._state.log_write(

@@ -13,6 +13,8 @@ from ._http import GraphError
 
 IP_TYPE = "#microsoft.graph.ipNamedLocation"
 COUNTRY_TYPE = "#microsoft.graph.countryNamedLocation"
+#: Made by Global Secure Access, never through POST; listed with the others.
+COMPLIANT_NETWORK_TYPE = "#microsoft.graph.compliantNetworkNamedLocation"
 V4_TYPE = "#microsoft.graph.iPv4CidrRange"
 V6_TYPE = "#microsoft.graph.iPv6CidrRange"
 MAX_LOCATIONS = 195

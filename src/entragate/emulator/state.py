@@ -4,7 +4,9 @@ directory (docs/design.md#emulator).
 
 Everything is in memory except what lives in ``state_dir`` (the TLS root CA, written by
 the TLS module). One re-entrant ``lock`` guards it all; the token service and the Graph
-routes take it too.
+routes take it too.  The file is over 400 lines because it is that one locked piece: the
+tenant model and the portal actions on it share the lock and the records, and splitting
+them would spread one invariant over two modules.
 """
 
 from __future__ import annotations
@@ -27,21 +29,32 @@ from typing import Any
 from cryptography import x509
 
 from ._http import GraphError
-from .locations import COUNTRY_TYPE, IP_TYPE, graph_time, ip_ranges, new_location, patch_location
+from .history import LocationHistory
+from .locations import (
+    COMPLIANT_NETWORK_TYPE,
+    COUNTRY_TYPE,
+    IP_TYPE,
+    graph_time,
+    ip_ranges,
+    new_location,
+    patch_location,
+)
 
 CLOUDS: dict[str, tuple[str, str]] = {
     "global": ("login.microsoftonline.com", "graph.microsoft.com"),
     "usgov": ("login.microsoftonline.us", "graph.microsoft.us"),
     "usgov-dod": ("login.microsoftonline.us", "dod-graph.microsoft.us"),
-    "china": ("login.chinacloudapi.cn", "microsoftgraph.chinacloudapi.cn"),
+    "china": ("login.partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
 }
+#: Login hosts a cloud still answers on besides its current one.
+OLDER_LOGIN_HOSTS: dict[str, str] = {"login.chinacloudapi.cn": "china"}
 DOMAIN_SUFFIX = {
     "global": "onmicrosoft.com",
     "usgov": "onmicrosoft.us",
     "usgov-dod": "onmicrosoft.us",
     "china": "partner.onmschina.cn",
 }
-LOGIN_HOSTS: tuple[str, ...] = tuple(dict.fromkeys(v[0] for v in CLOUDS.values()))
+LOGIN_HOSTS: tuple[str, ...] = tuple(dict.fromkeys([*(v[0] for v in CLOUDS.values()), *OLDER_LOGIN_HOSTS]))
 GRAPH_HOSTS: tuple[str, ...] = tuple(dict.fromkeys(v[1] for v in CLOUDS.values()))
 ALL_HOSTS: tuple[str, ...] = LOGIN_HOSTS + GRAPH_HOSTS
 
@@ -57,7 +70,8 @@ _DNS_RE = re.compile(r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])
 
 def cloud_of_host(host: str) -> list[str]:
     """Clouds served by ``host`` (a login host can serve two: usgov and usgov-dod)."""
-    return [c for c, (login, graph) in CLOUDS.items() if host in (login, graph)]
+    found = [c for c, (login, graph) in CLOUDS.items() if host in (login, graph)]
+    return found + ([OLDER_LOGIN_HOSTS[host]] if host in OLDER_LOGIN_HOSTS else [])
 
 
 def tenant_segment_kind(segment: str) -> str:
@@ -93,6 +107,8 @@ class App:
     certificates: list[x509.Certificate]
     roles: set[str]
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: A Conditional Access policy for workload identities blocks this app (AADSTS53003).
+    blocked_by_policy: bool = False
 
 
 @dataclass
@@ -102,8 +118,10 @@ class Tenant:
     domain: str
     apps: dict[str, App] = field(default_factory=dict)
     locations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # Conditional Access
     bucket: float = 1.0  # the Graph throttle's token bucket
     bucket_time: float | None = None
+    history: LocationHistory = field(default_factory=LocationHistory)
 
     @property
     def login_host(self) -> str:
@@ -142,8 +160,9 @@ class TenantState:
     """Tenants, apps and named locations; the emulated clock; counters and logs.
 
     ``rate_limit`` (Graph requests per second per tenant, None: off), ``token_lifetime``,
-    ``page_size`` and ``date_offset_seconds`` (the server clock's skew) may be changed
-    while the emulator runs.
+    ``page_size``, ``date_offset_seconds`` (the server clock's skew), ``read_lag_seconds``
+    (Graph's read-after-write lag, 0: off) and ``keep_deleted`` (DELETE keeps a
+    restorable deleted item) may be changed while the emulator runs.
     """
 
     def __init__(self, state_dir: Path | None, rate_limit: float | None, token_lifetime: int) -> None:
@@ -156,6 +175,8 @@ class TenantState:
         self.token_lifetime = token_lifetime
         self.date_offset_seconds = 0
         self.page_size = 100
+        self.read_lag_seconds = 0.0
+        self.keep_deleted = True
         self.lock = threading.RLock()
         self._tenants: dict[str, Tenant] = {}
         self._counters: Counter[str] = Counter()
@@ -215,10 +236,26 @@ class TenantState:
         with self.lock:
             app.roles = set(roles)
 
+    def block_workload_identity(self, tenant_id: str, client_id: str, blocked: bool = True) -> None:
+        """A workload-identity Conditional Access policy blocks (or stops blocking) the app."""
+        app = self._registered_app(tenant_id, client_id)
+        with self.lock:
+            app.blocked_by_policy = blocked
+
     def set_secret_expired(self, tenant_id: str, client_id: str, expired: bool = True) -> None:
         app = self._registered_app(tenant_id, client_id)
         with self.lock:
             app.secret_expired = expired
+
+    def all_tenants(self) -> list[Tenant]:
+        """Every tenant (the live objects: hold ``lock`` while reading them)."""
+        with self.lock:
+            return list(self._tenants.values())
+
+    def put_tenant(self, tenant: Tenant) -> None:
+        """Add or replace a whole tenant (``persist.load``)."""
+        with self.lock:
+            self._tenants[tenant.id] = tenant
 
     def tenant(self, tenant_id: str) -> Tenant:
         """The tenant of that id; KeyError when there is none."""
@@ -253,6 +290,19 @@ class TenantState:
 
     # ------------------------------------------------------------------ portal actions
 
+    def add_policy(self, tenant_id: str, display_name: str, **conditions: Any) -> str:
+        """A Conditional Access policy (see :func:`~entragate.emulator.policies.new_policy`)."""
+        from .policies import new_policy
+
+        policy = new_policy(display_name, now=self.now(), **conditions)
+        with self.lock:
+            self.tenant(tenant_id).policies[policy["id"]] = policy
+        return str(policy["id"])
+
+    def policies(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(list(self.tenant(tenant_id).policies.values()))
+
     def locations(self, tenant_id: str) -> list[dict[str, Any]]:
         t = self.tenant(tenant_id)
         with self.lock:
@@ -274,6 +324,24 @@ class TenantState:
     ) -> str:
         body = {"@odata.type": COUNTRY_TYPE, "displayName": display_name, "countriesAndRegions": countries}
         return self._portal_create(tenant_id, body)
+
+    def create_compliant_network_location(self, tenant_id: str, display_name: str = "All Compliant Network locations") -> str:
+        """The location Global Secure Access adds (it cannot be made through Graph)."""
+        t = self.tenant(tenant_id)
+        stamp = graph_time(self.now())
+        location_id = str(uuid.uuid4())
+        obj: dict[str, Any] = {
+            "@odata.type": COMPLIANT_NETWORK_TYPE,
+            "id": location_id,
+            "displayName": display_name,
+            "createdDateTime": stamp,
+            "modifiedDateTime": stamp,
+            "compliantNetworkType": "allTenantCompliantNetworks",
+            "isTrusted": True,
+        }
+        with self.lock:
+            t.locations[location_id] = obj
+        return location_id
 
     def _portal_create(self, tenant_id: str, body: dict[str, Any]) -> str:
         t = self.tenant(tenant_id)
@@ -306,7 +374,20 @@ class TenantState:
     def delete_location(self, tenant_id: str, location_id: str) -> None:
         t = self.tenant(tenant_id)
         with self.lock:
-            del t.locations[location_id]
+            obj = t.locations.pop(location_id)
+            if self.keep_deleted:
+                t.history.deleted[location_id] = obj
+
+    def deleted_locations(self, tenant_id: str) -> list[dict[str, Any]]:
+        t = self.tenant(tenant_id)
+        with self.lock:
+            return copy.deepcopy(list(t.history.deleted.values()))
+
+    def restore_location(self, tenant_id: str, location_id: str) -> None:
+        """Bring a deleted location back, id and ranges unchanged (KeyError when not deleted)."""
+        t = self.tenant(tenant_id)
+        with self.lock:
+            t.locations[location_id] = t.history.deleted.pop(location_id)
 
     # ------------------------------------------------------------------ observation
 

@@ -39,7 +39,7 @@ TLS_SCENARIOS: tuple[str, ...] = (
 WRONG_HOST = "wronghost.example.net"
 ROOT_NAME = pki.name("Emulated Microsoft ECC Root Certificate Authority 2017", "entragate emulator", country="US")
 ISSUING_NAME = pki.name("Emulated Microsoft Azure ECC TLS Issuing CA 01", "entragate emulator", country="US")
-DEFAULT_INSPECTION_CA = ("Zscaler Root CA", "Zscaler Inc.")
+DEFAULT_INTERCEPTING_CA = ("Zscaler Root CA", "Zscaler Inc.")
 _ROOT_FILES = ("root-ca.pem", "root-ca.key")
 
 # (scenario, inspection CA common name, organisation, server clock offset) -> contexts by SNI name
@@ -67,7 +67,7 @@ class TlsServing:
         pki.write_public(self.ca_bundle_path, root.cert_pem)
         self.scenario: str | None = None
         self.scenario_ca_path: Path | None = None
-        self._inspection_ca_name = DEFAULT_INSPECTION_CA
+        self._inspection_ca_name = DEFAULT_INTERCEPTING_CA
         self._inspection_cas: dict[tuple[str, str, bool], pki.CA] = {}
         self._contexts: dict[_ContextKey, dict[str, ssl.SSLContext]] = {}
         self._active: dict[str, ssl.SSLContext] = {}
@@ -90,6 +90,17 @@ class TlsServing:
                 contexts = self._contexts[key] = self._build(scenario, cn, o, offset)
             self._active = contexts
             self._publish_inspection_ca(scenario, cn, o)
+
+    def use_chain(self, pem: Path) -> None:
+        """Serve every name with this PEM (certificate chain and private key), whatever it
+        holds: an operator's own chain, or one that reproduces a customer's failure."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(pem))
+        with self._lock:
+            self.scenario = "certificate"
+            self.scenario_ca_path = None
+            self._active = {host: ctx for host in (*ALL_HOSTS, "localhost")}
 
     def pick_context(self, server_name: str | None) -> ssl.SSLContext:
         """The SNI callback's choice: that name's context, else localhost's (or the first)."""

@@ -200,6 +200,15 @@ class TokenService:
             )
         acr = self._authenticate_client(req, form, tenant, app)
         resource = self._check_scope(tenant, form.get("scope"))
+        if app.blocked_by_policy:
+            # Conditional Access is evaluated after the client proved who it is.
+            raise TokenError(
+                400,
+                "access_denied",
+                53003,
+                "Access has been blocked by Conditional Access policies. The access policy does not "
+                "allow token issuance.",
+            )
         lifetime = self._state.token_lifetime
         token = self._key.sign(self._claims(tenant, app, resource, acr, lifetime))
         body = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}

@@ -142,9 +142,14 @@ class Throttled(EntraError):
 
 
 class LocationProblem(EntraError):
-    """The configured named location is missing, ambiguous, or not an IP location."""
+    """The configured named location is missing, ambiguous, or not an IP location;
+    ``reason`` says which (``missing``, ``ambiguous``, ``not_ip``), ``ids`` lists the
+    ambiguous matches and ``suggestions`` the closest existing names."""
 
     code = Code.ENTRA006
+    reason: str | None = None
+    ids: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = ()
 
 
 class RequestRejected(EntraError):

@@ -154,9 +154,9 @@ class PostgresGrantStore(GrantStore):
                     f"grant store {redact(self.url)}: {op} failed: {exc}"
                 ) from exc
 
-    def _bump(self, conn: psycopg.Connection[Any]) -> int:
+    def _bump(self, conn: psycopg.Connection[Any], by: int = 1) -> int:
         row = conn.execute(
-            "UPDATE entragate_change SET seq = seq + 1 WHERE id = 1 RETURNING seq"
+            "UPDATE entragate_change SET seq = seq + %s WHERE id = 1 RETURNING seq", (by,)
         ).fetchone()
         assert row is not None
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(row[0])))
@@ -198,7 +198,7 @@ class PostgresGrantStore(GrantStore):
                 conn, f"DELETE FROM entragate_grants WHERE {where} RETURNING {COLUMNS}", params  # noqa: S608
             )
             if removed:
-                self._bump(conn)
+                self._advance(conn)
         return removed
 
     def next_expiry(self) -> datetime | None:

@@ -193,8 +193,8 @@ class SQLiteGrantStore(GrantStore):
                     conn.execute("ROLLBACK")
                 raise
 
-    def _bump(self, conn: sqlite3.Connection) -> int:
-        conn.execute("UPDATE entragate_change SET seq = seq + 1 WHERE id = 1")
+    def _bump(self, conn: sqlite3.Connection, by: int = 1) -> int:
+        conn.execute("UPDATE entragate_change SET seq = seq + ? WHERE id = 1", (by,))
         return int(conn.execute("SELECT seq FROM entragate_change WHERE id = 1").fetchone()[0])
 
     # ------------------------------------------------------------------ backend hooks
@@ -228,7 +228,7 @@ class SQLiteGrantStore(GrantStore):
             removed = self._rows(conn, f"SELECT {COLUMNS} FROM entragate_grants WHERE {where}", params)  # noqa: S608
             if removed:
                 conn.execute(f"DELETE FROM entragate_grants WHERE {where}", params)  # noqa: S608
-                self._bump(conn)
+                self._advance(conn)
         return removed
 
     def next_expiry(self) -> datetime | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -14,20 +13,20 @@ import requests
 from entragate.config import Config
 from entragate.errors import (
     AuthenticationFailed,
-    LocationProblem,
     RequestRejected,
     classify_exception,
     from_graph_response,
 )
 from entragate.graph.identity import TokenProvider
+from entragate.graph.matching import resolve_location
 from entragate.transport import EntraSession, new_session
 
 IP_LOCATION = "#microsoft.graph.ipNamedLocation"
 IPV4_RANGE = "#microsoft.graph.iPv4CidrRange"
 IPV6_RANGE = "#microsoft.graph.iPv6CidrRange"
 LOCATIONS_PATH = "/identity/conditionalAccess/namedLocations"
+POLICIES_PATH = "/identity/conditionalAccess/policies"
 MAX_RANGES_PER_LOCATION = 2000
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -164,6 +163,16 @@ class GraphClient:
             params = None  # the next link already carries the query
         return found
 
+    def list_policies(self) -> list[dict[str, Any]]:
+        """The tenant's Conditional Access policies, as Graph shapes them (needs Policy.Read.All)."""
+        url: str | None = POLICIES_PATH
+        found: list[dict[str, Any]] = []
+        while url:
+            body = self.request("GET", url, operation="list Conditional Access policies").json()
+            found.extend(item for item in body.get("value", []) if isinstance(item, dict))
+            url = body.get("@odata.nextLink")
+        return found
+
     def get_location(self, location_id: str) -> NamedLocation:
         response = self.request(
             "GET", f"{LOCATIONS_PATH}/{location_id}", operation=f"read named location {location_id}"
@@ -171,45 +180,9 @@ class GraphClient:
         return NamedLocation.from_graph(response.json())
 
     def find_location(self, name_or_id: str, *, required: bool = True) -> NamedLocation | None:
-        """The one IP named location with this id or display name (ENTRA006 otherwise)."""
-        if _GUID.match(name_or_id):
-            try:
-                location = self.get_location(name_or_id)
-            except LocationProblem:
-                if required:
-                    raise
-                return None
-            matches = [location]
-        else:
-            matches = [loc for loc in self.list_locations() if loc.display_name == name_or_id]
-            if not matches:
-                if required:
-                    raise LocationProblem(
-                        f"no named location is called {name_or_id!r}",
-                        host=self.host,
-                        operation="find named location",
-                        request_id=self.last_request_id,
-                        hint="create it in the portal, set `create = true` on the acl, or use its id",
-                    )
-                return None
-        if len(matches) > 1:
-            ids = ", ".join(m.id for m in matches)
-            raise LocationProblem(
-                f"{len(matches)} named locations are called {name_or_id!r} ({ids})",
-                host=self.host,
-                operation="find named location",
-                hint="rename the duplicates or configure the location by id",
-            )
-        location = matches[0]
-        if not location.is_ip:
-            raise LocationProblem(
-                f"named location {name_or_id!r} is a {location.odata_type or 'non-IP'} location, "
-                "not an IP ranges location",
-                host=self.host,
-                operation="find named location",
-                hint="point the acl at an IP ranges location",
-            )
-        return location
+        """The one IP named location with this id or display name (ENTRA006 otherwise);
+        None when a name matches nothing and ``required`` is off (an id is always required)."""
+        return resolve_location(self.list_locations(), name_or_id, create=not required, host=self.host)
 
     # ---------------------------------------------------------------- writes
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import msal
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from entragate.config import Config
+from entragate.credentials import load_certificate_credential
 from entragate.errors import (
     AuthenticationFailed,
     EntraError,
@@ -19,29 +16,6 @@ from entragate.errors import (
     from_token_result,
 )
 from entragate.transport import EntraSession
-
-
-def load_certificate_credential(path: Path, password: str | None) -> dict[str, str]:
-    """msal's certificate credential from a PEM (certificate + key) or a PFX file."""
-    data = path.read_bytes()
-    secret = password.encode() if password else None
-    if path.suffix.lower() in (".pfx", ".p12") or not data.lstrip().startswith(b"-----"):
-        key, cert, _ = pkcs12.load_key_and_certificates(data, secret)
-        if key is None or cert is None:
-            raise ValueError(f"{path} holds no private key and certificate")
-    else:
-        key = serialization.load_pem_private_key(data, secret)
-        cert = x509.load_pem_x509_certificate(data)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {
-        "private_key": key_pem,
-        "thumbprint": cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - x5t is SHA-1 by definition
-        "public_certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
-    }
 
 
 class TokenProvider:
@@ -52,6 +26,7 @@ class TokenProvider:
         self._session = session
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
+        self._last_error: tuple[dict[str, Any], int] | None = None
 
     @property
     def host(self) -> str:
@@ -90,13 +65,25 @@ class TokenProvider:
                 authority=self._config.authority,
                 http_client=self._session,
                 instance_discovery=False,
+                # Never a regional token endpoint (MSAL_FORCE_REGION would pick one): the
+                # agent, its proxy rules, connect_to and the doctor must see one login host.
+                azure_region=False,
                 token_cache=msal.TokenCache(),
             )
         return self._app
 
-    def _failure_from_last_response(self) -> EntraError | None:
+    def _last_error_answer(self) -> tuple[dict[str, Any], int] | None:
+        """The token endpoint's last error answer (body, status).
+
+        msal answers repeated requests from its HTTP cache for a while after a 5xx or
+        429 (seconds, or Retry-After) and after a 400 (a minute), with no new response
+        reaching the session; the answer remembered here keeps reporting what Microsoft
+        said (ENTRA008, ENTRA005 …) rather than msal's generic error.
+        """
         response = self._session.last_response()
-        if response is None or response.status_code < 400:
+        if response is None:
+            return self._last_error  # msal answered from its cache
+        if response.status_code < 400:
             return None
         try:
             body = response.json()
@@ -104,7 +91,8 @@ class TokenProvider:
             body = {"error": f"HTTP {response.status_code}"}
         if not isinstance(body, dict):
             body = {"error": f"HTTP {response.status_code}"}
-        return from_token_result(body, host=self.host, status=response.status_code)
+        self._last_error = (body, response.status_code)
+        return self._last_error
 
     def access_token(self) -> str:
         with self._lock:
@@ -115,15 +103,15 @@ class TokenProvider:
             except EntraError:
                 raise
             except Exception as exc:
-                failure = self._failure_from_last_response()
-                if failure is None:
-                    failure = classify_exception(exc, host=self.host, operation="token request")
-                raise failure from exc
+                answer = self._last_error_answer()
+                if answer is None:
+                    raise classify_exception(exc, host=self.host, operation="token request") from exc
+                raise from_token_result(answer[0], host=self.host, status=answer[1]) from exc
             if result and "access_token" in result:
+                self._last_error = None
                 return str(result["access_token"])
-            response = self._session.last_response()
-            status = response.status_code if response is not None else None
-            raise from_token_result(result or {}, host=self.host, status=status)
+            answer = self._last_error_answer()
+            raise from_token_result(result or {}, host=self.host, status=answer[1] if answer else None)
 
     def invalidate(self) -> None:
         """Drop cached tokens (Graph said 401: the token may have been revoked)."""

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from entragate.config import AclConfig
 from entragate.errors import EntraError, LocationProblem
 from entragate.graph.client import NamedLocation
+from entragate.graph.matching import resolve_location
 from entragate.logs import get_logger
 from entragate.sync.ranges import location_name
 from entragate.sync.state import LocationState
@@ -22,10 +23,13 @@ Park = Callable[[LocationState, EntraError], None]
 
 def adopt(
     acl: AclConfig, states: list[LocationState], locations: list[NamedLocation], *, host: str, park: Park
-) -> None:
-    """Match the ACL's shards, in order, to ``locations`` (the first shard names the rest)."""
+) -> bool:
+    """Match the ACL's shards, in order, to ``locations`` (the first shard names the rest);
+    True when a read was stale (Graph still lags behind a write): read again soon."""
+    stale = False
     for state in states:
-        _adopt_one(acl, state, states[0], locations, host=host, park=park)
+        stale = _adopt_one(acl, state, states[0], locations, host=host, park=park) or stale
+    return stale
 
 
 def _adopt_one(
@@ -36,41 +40,28 @@ def _adopt_one(
     *,
     host: str,
     park: Park,
-) -> None:
-    by_id = [loc for loc in locations if loc.id == acl.location] if state.index == 0 else []
-    if by_id:
-        matches = by_id
-    else:
-        name = state.name
-        if state.index > 0 and first.location is not None:
-            name = location_name(first.location.display_name, state.index)
-        matches = [loc for loc in locations if loc.display_name == name]
-    if len(matches) > 1:
+) -> bool:
+    try:
+        if state.index == 0:
+            found = resolve_location(locations, acl.location, create=acl.create, host=host, acl=acl.name)
+        else:
+            # Further shards are the agent's own, named after the first one as it is in Entra.
+            base = first.location.display_name if first.location is not None else first.name
+            found = resolve_location(locations, location_name(base, state.index), create=True, host=host,
+                                     acl=acl.name)
+    except LocationProblem as problem:
+        if state.location is not None and state.stale_read(None):
+            return True  # the location we just created is not listed yet
         state.location, state.applied = None, None
-        park(
-            state,
-            LocationProblem(
-                f"{len(matches)} named locations are called {state.name!r}",
-                host=host,
-                operation="find named location",
-                hint="rename the duplicates or configure the location by id",
-            ),
-        )
-        return
-    if not matches:
+        park(state, problem)
+        return False
+    if found is None:
+        if state.location is not None and state.stale_read(None):
+            return True
         state.location, state.applied = None, None
-        return
-    found = matches[0]
-    if not found.is_ip:
-        park(
-            state,
-            LocationProblem(
-                f"named location {state.name!r} is not an IP ranges location",
-                host=host,
-                operation="find named location",
-            ),
-        )
-        return
+        return False
+    if state.stale_read(set(found.cidrs)):
+        return True  # Graph still shows what it held before our write: not drift
     if state.applied is not None and state.applied != set(found.cidrs):
         get_logger(component="sync").warning(
             "location.drift",
@@ -84,3 +75,4 @@ def _adopt_one(
     state.applied = set(found.cidrs)
     if state.last_error is not None and isinstance(state.last_error, LocationProblem):
         state.last_error, state.parked_until = None, 0.0
+    return False

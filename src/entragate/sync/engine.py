@@ -7,7 +7,9 @@ its scheduling; the parts it drives live beside it:
 
 - ``role.py``: writer or standby, by the store's writer lease (docs/design.md#lease);
 - ``drift.py``: reading Entra and adopting what it holds (the verify pass);
-- ``ranges.py``: the desired ranges and their placement over shard locations;
+- ``tracker.py``, ``desired.py`` and ``shard.py``: each ACL's desired ranges and their
+  placement over shard locations, updated change by change; which shard the next
+  slot goes to;
 - ``writer.py``: one location's Graph write, and failure → backoff or park;
 - ``status.py``: the ``status`` and dry-run snapshots.
 """
@@ -27,11 +29,16 @@ from entragate.graph.client import GraphClient
 from entragate.logs import get_logger
 from entragate.sync.drift import adopt
 from entragate.sync.pacer import Pacer, PacerStopped
-from entragate.sync.ranges import desired_ranges, location_name, plan_locations
+from entragate.sync.ranges import location_name
 from entragate.sync.role import WriterRole
+from entragate.sync.shard import Shard, Ticket, most_due, passed_over
 from entragate.sync.state import LocationState, Shards, all_states
 from entragate.sync.status import acl_status, plan_entry
+from entragate.sync.tracker import DesiredTracker
 from entragate.sync.writer import Failures, LocationWriter
+
+#: Seconds between re-reads while Graph still shows a location as it was before our write.
+CONSISTENCY_POLL = 2.0
 
 
 class SyncEngine:
@@ -71,11 +78,13 @@ class SyncEngine:
             ]
             for name, acl in config.acls.items()
         }
+        self.tracker = DesiredTracker(config, store, self.shards, lock=self._lock, metrics=metrics)
+        self.desired = self.tracker.acls
         self.failures = Failures(
             graph, pacer, metrics=metrics, parked_retry=parked_retry, backoff_cap=backoff_cap
         )
         self.location_writer = LocationWriter(
-            store, graph, self.failures, placeholder=self.placeholder, metrics=metrics
+            graph, self.failures, placeholder=self.placeholder, metrics=metrics
         )
         self.role = WriterRole(
             lease,
@@ -221,10 +230,10 @@ class SyncEngine:
 
     def _has_pending_work(self) -> bool:
         with self._lock:
-            return any(
-                state.applied is None or set(state.desired) != state.applied
-                for state in all_states(self.shards)
-                if not state.parked_until
+            return self.tracker.behind() or any(
+                shard.dirty and not self.shards[name][shard.index].parked_until
+                for name, desired in self.desired.items()
+                for shard in desired.shards
             )
 
     # ---------------------------------------------------------------- one pass
@@ -258,18 +267,24 @@ class SyncEngine:
             )
             self._verify_due = time.monotonic() + retry_in
             return False
+        self.failures.succeeded()
         with self._lock:
             if not self.role.writer:
                 return False  # lost the lease during the read: this view is not ours to keep
+            stale = False
             for acl_name, states in self.shards.items():
-                adopt(
+                stale = adopt(
                     self.config.acls[acl_name],
                     states,
                     locations,
                     host=self.graph.host,
                     park=self.failures.park,
-                )
+                ) or stale
+            if stale:
+                # Graph is eventually consistent: poll (paced) until it shows our write.
+                self._verify_due = min(self._verify_due, time.monotonic() + CONSISTENCY_POLL)
             self.role.fresh = True
+            self.tracker.stale = True  # a full reconcile: the desired state is rebuilt against this read
         self._verified_once = True
         return True
 
@@ -285,66 +300,72 @@ class SyncEngine:
 
     # ---------------------------------------------------------------- planning and writing
 
-    def _plan(self, acl: AclConfig) -> list[tuple[LocationState, list[str]]]:
-        grants = self.store.active(acl.name)
-        desired = desired_ranges(acl.static, [g.cidr for g in grants])
-        states = self.shards[acl.name]
-        current = [set(s.applied or ()) - {self.placeholder} for s in states]
-        plan = plan_locations(
-            desired,
-            current,
-            max_ranges=acl.max_ranges,
-            max_locations=acl.max_locations,
-            placeholder=self.placeholder,
-        )
-        if plan.overflow:
-            self.log.error("acl.overflow", acl=acl.name, ranges=[str(r) for r in plan.overflow][:20])
-        if self.metrics is not None:
-            self.metrics.set_grants(acl.name, len(grants))
-        result = []
-        for location_plan in plan.locations:
-            state = states[location_plan.index]
-            state.desired = sorted(location_plan.ranges)
-            result.append((state, state.desired))
-        return result
-
-    def _next_write(self) -> tuple[AclConfig, LocationState, list[str]] | None:
+    def _next_write(self) -> tuple[AclConfig, LocationState, Shard] | None:
+        """The most due shard (docs/design.md#writer) that differs from what Entra holds."""
         now = time.monotonic()
         with self._lock:
             if not self.role.writer or not self.role.fresh:
                 return None  # only a writer that has read Entra in this term writes
-            for acl in self.config.acls.values():
-                for state, ranges in self._plan(acl):
-                    if state.parked_until and now < state.parked_until:
-                        continue
-                    if state.location is None or state.applied != set(ranges):
-                        return acl, state, ranges
-                    if state.location.is_trusted != acl.trusted:
-                        return acl, state, ranges
-        return None
+            self.tracker.apply_queued()
+            while True:
+                shard = most_due(
+                    shard
+                    for name, desired in self.desired.items()
+                    for shard in desired.shards
+                    if not (self.shards[name][shard.index].parked_until > now)
+                )
+                if shard is None:
+                    return None
+                acl = self.config.acls[shard.acl]
+                state = self.shards[shard.acl][shard.index]
+                state.desired = shard.ranges_to_write()
+                if (
+                    state.location is None
+                    or state.applied != set(state.desired)
+                    or state.location.is_trusted != acl.trusted
+                ):
+                    return acl, state, shard
+                shard.settle(shard.take(), written=True)  # Entra holds it already
 
     def write_pending(self, *, limit: int | None = None) -> int:
         """Write until Entra matches the store (or nothing can be written now)."""
         writes = 0
         while not self._stop.is_set() and (limit is None or writes < limit):
+            self.tracker.absorb()
             if self._next_write() is None:
                 return writes
             # Wait for the slot first, then decide: the write carries the newest state.
             if not self.pacer.wait_ready(timeout=self.backoff_cap + 1.0):
                 return writes
             self.expire_due()
+            self.tracker.absorb()
             target = self._next_write()
             if target is None:
                 return writes
-            if self.location_writer.write(*target):
+            acl, state, shard = target
+            with self._lock:
+                passed_over((s for d in self.desired.values() for s in d.shards), shard)
+                ticket = shard.take()
+            sent = self.location_writer.write(acl, state, ticket.ranges, fresh=ticket.fresh)
+            self._settle(shard, state, ticket)
+            if sent:
                 writes += 1
         return writes
+
+    def _settle(self, shard: Shard, state: LocationState, ticket: Ticket) -> None:
+        with self._lock:
+            written = state.last_error is None and state.applied == set(ticket.ranges)
+            shard.settle(ticket, written=written)
+            shard.blocked = state.parked_until > time.monotonic()
 
     def retry_parked(self) -> None:
         """Operator action (or a config reload): try parked locations again now."""
         with self._lock:
             for state in all_states(self.shards):
                 state.parked_until = 0.0
+            for desired in self.desired.values():
+                for shard in desired.shards:
+                    shard.blocked = False
         self._verify_due = 0.0
         self.notify()
 
@@ -353,13 +374,13 @@ class SyncEngine:
     def status(self) -> dict[str, Any]:
         """Per ACL and location. A standby shows the desired ranges from the shared
         store but not the applied ones (only the writer reads Entra): those are null."""
+        self.tracker.absorb()
         with self._lock:
+            self.tracker.report()
             writer = self.role.writer
             acls = {}
             for name, states in self.shards.items():
                 acl = self.config.acls[name]
-                if not writer:
-                    self._plan(acl)  # desired, from the shared store
                 grants = self.store.active(name)
                 acls[name] = acl_status(acl, states, grants, self.placeholder, writer=writer)
         result: dict[str, Any] = {"writer": writer, "role": "writer" if writer else "standby"}
@@ -368,13 +389,19 @@ class SyncEngine:
             if not writer and self.role.standby_reason:
                 result["standby_reason"] = self.role.standby_reason
         result["ready"] = self.ready()
+        result["pace"] = {"rate": self.pacer.rate, "current": round(self.pacer.pace, 4)}
         result["acls"] = acls
         return result
 
     def plan(self) -> dict[str, Any]:
         """What a sync would write now: ranges to add and remove per location."""
+        self.tracker.absorb()
         with self._lock:
             return {
-                name: [plan_entry(state, ranges, self.placeholder) for state, ranges in self._plan(acl)]
-                for name, acl in self.config.acls.items()
+                name: [
+                    plan_entry(state, shard.ranges_to_write(), self.placeholder)
+                    for state, shard in zip(self.shards[name], desired.shards, strict=True)
+                    if shard.opened
+                ]
+                for name, desired in self.desired.items()
             }

@@ -98,14 +98,18 @@ def capacity(max_ranges: int, max_locations: int) -> int:
 
 def make_capacity_check(
     static: Iterable[str | IPNetwork], *, max_ranges: int, max_locations: int, acl: str = ""
-) -> Callable[[list[str]], None]:
+) -> Callable[[Sequence[str]], None]:
     """A ``capacity_check`` for ``GrantStore.add``: refuses (``InvalidGrant("capacity")``)
-    when the ACL's desired ranges would no longer fit in its locations."""
+    when the ACL's desired ranges would no longer fit in its locations.
+
+    O(1) far from the limit: the store passes a lazy list whose ``at_most`` bounds its
+    length, and the list is read only when that bound does not already fit."""
     static_nets = [_as_net(s) for s in static]
     limit = capacity(max_ranges, max_locations)
 
-    def check(cidrs: list[str]) -> None:
-        if len(cidrs) + len(static_nets) <= limit:
+    def check(cidrs: Sequence[str]) -> None:
+        at_most = getattr(cidrs, "at_most", None)
+        if (len(cidrs) if at_most is None else at_most) + len(static_nets) <= limit:
             return  # collapsing only ever lowers the count: no need to compute it
         count = len(desired_ranges(static_nets, cidrs))
         if count > limit:

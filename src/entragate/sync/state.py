@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from entragate.errors import EntraError
 from entragate.graph.client import NamedLocation
+
+#: How long after a write a read that still shows the previous version is taken for
+#: Graph's read-after-write lag (seconds; docs/design.md#writer) rather than a hand edit.
+CONSISTENCY_WINDOW = 30.0
 
 
 @dataclass
@@ -23,17 +28,36 @@ class LocationState:
     failures: int = 0
     parked_until: float = 0.0  # monotonic; non-retryable failures wait here
     throttled_until: datetime | None = None
+    #: (the versions Graph held before our unconfirmed writes, until when a read may
+    #: still show one of them); None once a read agreed with what we wrote
+    unconfirmed: tuple[list[set[str] | None], float] | None = None
 
     def written(self, ranges: Iterable[str]) -> None:
         """Entra now holds ``ranges``: the location is healthy again."""
+        before = set(self.applied) if self.applied is not None else None  # None: just created
+        earlier = self.unconfirmed[0] if self.unconfirmed is not None else []
+        self.unconfirmed = ([*earlier, before], time.monotonic() + CONSISTENCY_WINDOW)
         self.applied = set(ranges)
         self.last_sync = datetime.now(UTC)
         self.clear_failures()
+
+    def stale_read(self, seen: set[str] | None) -> bool:
+        """A read shows what the location held before our recent writes (``seen`` None: the
+        location we just created is missing) while Graph may still be catching up: keep
+        what we wrote and look again, never rewrite.  A read that agrees ends the wait."""
+        if self.unconfirmed is None:
+            return False
+        befores, deadline = self.unconfirmed
+        if seen == self.applied or time.monotonic() > deadline:
+            self.unconfirmed = None
+            return False
+        return seen in befores
 
     def forget(self) -> None:
         """Another agent may have written since: what we knew of Entra is stale."""
         self.location = None
         self.applied = None
+        self.unconfirmed = None
         self.clear_failures()
 
     def clear_failures(self) -> None:

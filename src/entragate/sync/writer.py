@@ -13,11 +13,10 @@ from typing import Any
 
 from entragate.config import AclConfig
 from entragate.errors import Code, EntraError, LocationProblem, Throttled
-from entragate.grants import GrantStore
 from entragate.graph.client import GraphClient, NamedLocation
+from entragate.graph.matching import is_location_id
 from entragate.logs import get_logger
 from entragate.sync.pacer import Pacer, full_jitter
-from entragate.sync.ranges import RangeSet
 from entragate.sync.role import WriterLeaseLost
 from entragate.sync.state import LocationState
 
@@ -41,9 +40,20 @@ class Failures:
         self.backoff_cap = backoff_cap
         self.attempts = 0  # failed attempts in a row, tenant-wide: the backoff exponent
         self.log = get_logger(component="sync")
+        self._report_pace()
 
     def reset(self) -> None:
         self.attempts = 0
+
+    def succeeded(self) -> None:
+        """A Graph request went through: the backoff restarts and the pace recovers."""
+        self.attempts = 0
+        self.pacer.succeeded()
+        self._report_pace()
+
+    def _report_pace(self) -> None:
+        if self.metrics is not None:
+            self.metrics.set_pace(self.pacer.pace)
 
     def record(self, state: LocationState, error: EntraError) -> None:
         """A write to ``state``'s location failed."""
@@ -66,6 +76,9 @@ class Failures:
             delay = error.retry_after
             if delay is None:
                 delay = full_jitter(self.attempts, cap=self.backoff_cap, floor=self.pacer.interval)
+            if self.pacer.throttled():
+                self.log.warning("pace.lowered", pace=round(self.pacer.pace, 3), rate=self.pacer.rate)
+            self._report_pace()
             deadline = self.pacer.penalize(delay)
             if self.metrics is not None:
                 self.metrics.throttled()
@@ -98,22 +111,28 @@ class LocationWriter:
 
     def __init__(
         self,
-        store: GrantStore,
         graph: GraphClient,
         failures: Failures,
         *,
         placeholder: str,
         metrics: Any = None,
     ) -> None:
-        self.store = store
         self.graph = graph
         self.failures = failures
         self.placeholder = placeholder
         self.metrics = metrics
         self.log = get_logger(component="sync")
 
-    def write(self, acl: AclConfig, state: LocationState, ranges: list[str]) -> bool:
-        """One Graph write (or a failed attempt: True); False when the lease was lost first."""
+    def write(
+        self,
+        acl: AclConfig,
+        state: LocationState,
+        ranges: list[str],
+        *,
+        fresh: dict[str, datetime] | None = None,
+    ) -> bool:
+        """One Graph write (or a failed attempt: True); False when the lease was lost first.
+        ``fresh``: ranges granted since the last write, and when (the lag metric)."""
         before = set(state.applied or ())
         try:
             self._send(acl, state, ranges)
@@ -123,18 +142,22 @@ class LocationWriter:
             self.failures.record(state, error)
             return True
         state.written(ranges)
-        self.failures.reset()
-        self._report(acl, state, ranges, before)
+        self.failures.succeeded()
+        self._report(acl, state, ranges, before, fresh or {})
         return True
 
     def _send(self, acl: AclConfig, state: LocationState, ranges: list[str]) -> None:
         if state.location is None:
-            if not acl.create:
+            # The first location is created only when asked for by name (an id never is);
+            # further shards are the agent's own and follow max_locations.
+            if state.index == 0 and (not acl.create or is_location_id(acl.location)):
                 raise LocationProblem(
-                    f"no named location is called {state.name!r} and create is off",
+                    f"acl {acl.name}: no IP named location is {acl.location!r}, and entragate "
+                    + ("never creates a location from an id" if acl.create else "create is off"),
                     host=self.graph.host,
                     operation="find named location",
-                    hint="create it in the portal, set `create = true`, or configure its id",
+                    hint="fix the name or id, or set `create = true` on the acl to create it by name",
+                    reason="missing",
                 )
             state.location = self.graph.create_location(state.name, ranges, trusted=acl.trusted)
             state.name = state.location.display_name
@@ -150,7 +173,14 @@ class LocationWriter:
         else:
             self.graph.replace_ranges(state.location, ranges)
 
-    def _report(self, acl: AclConfig, state: LocationState, ranges: list[str], before: set[str]) -> None:
+    def _report(
+        self,
+        acl: AclConfig,
+        state: LocationState,
+        ranges: list[str],
+        before: set[str],
+        fresh: dict[str, datetime],
+    ) -> None:
         added = sorted(set(ranges) - before)
         removed = sorted(before - set(ranges))
         self.log.info(
@@ -166,10 +196,6 @@ class LocationWriter:
             return
         self.metrics.set_ranges(acl.name, state.name, len(ranges))
         self.metrics.set_error(acl.name, state.name, None)
-        if added:
-            # Added ranges may be collapsed (two /32s become a /31): match by coverage.
-            now = datetime.now(UTC)
-            written = RangeSet(added)
-            for grant in self.store.active(acl.name):
-                if written.covers(grant.cidr):
-                    self.metrics.observe_lag((now - grant.created_at).total_seconds())
+        now = datetime.now(UTC)
+        for created_at in fresh.values():
+            self.metrics.observe_lag((now - created_at).total_seconds())

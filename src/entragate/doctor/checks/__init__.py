@@ -18,6 +18,7 @@ from entragate.doctor.checks.config import check_config, load_expected_roots
 from entragate.doctor.checks.identity import check_permissions, token_result
 from entragate.doctor.checks.locations import check_locations, check_throttling, graph_error_result
 from entragate.doctor.checks.network import check_dns, check_proxy, check_tcp
+from entragate.doctor.checks.policies import check_policies
 from entragate.doctor.checks.probe import HostProbe, probe_host
 from entragate.doctor.checks.tls import check_tls
 from entragate.doctor.checks.truststore import check_truststore
@@ -36,6 +37,7 @@ __all__ = [
     "check_dns",
     "check_locations",
     "check_permissions",
+    "check_policies",
     "check_proxy",
     "check_tcp",
     "check_throttling",

@@ -20,6 +20,7 @@ CHECK_IDS = (
     "token",
     "permissions",
     "locations",
+    "policies",
     "throttling",
 )
 

@@ -60,7 +60,12 @@ AADSTS_FIXES: dict[int, list[str]] = {
     ],
     7000218: ["set client_secret (or client_secret_file) or client_certificate"],
     53003: [
-        "a Conditional Access policy blocks this workload identity: exclude it, or allow this host's address",
+        "a Conditional Access policy for workload identities blocks this app's token: find it in "
+        "Entra admin center > Sign-in logs > Service principal sign-ins (filter by the app's client_id; "
+        "the Conditional Access tab names the policy)",
+        "then exclude this app (its service principal) from that policy, or add this host's public "
+        "address to a trusted named location the policy allows; never to an entragate-managed one, "
+        "whose ranges come and go with grants",
     ],
 }
 
@@ -83,7 +88,7 @@ def token_result(
     causes = []
     fix: list[str] = []
     if err.code == Code.ENTRA001:
-        cid = f"aadsts_{aadsts}" if aadsts else "token_rejected"
+        cid = "workload_identity_blocked" if aadsts == 53003 else f"aadsts_{aadsts}" if aadsts else "token_rejected"
         causes.append(
             Cause(cid, f"{host} rejected the credentials: {err.hint}", details={"aadsts": aadsts})
         )

@@ -7,10 +7,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from entragate.config import Config
+from entragate.config import AclConfig, Config
 from entragate.doctor.causes import Cause
 from entragate.doctor.checks.base import FAIL, PASS, WARN, CheckResult, error_detail
-from entragate.errors import Code, EntraError
+from entragate.errors import Code, EntraError, LocationProblem
 from entragate.grants.validation import MIN_PREFIX_V4, MIN_PREFIX_V6
 
 MAX_LOCATIONS_PER_TENANT = 195
@@ -97,6 +97,7 @@ def _static_problems(config: Config) -> list[str]:
 
 def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
     from entragate.graph.client import NamedLocation
+    from entragate.graph.matching import closest_names, resolve_location
 
     locs = [loc for loc in locations if isinstance(loc, NamedLocation)]
     problems = _static_problems(config)
@@ -120,56 +121,32 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
     parts: list[str] = []
     warns: list[Cause] = []
     for acl in config.acls.values():
-        matches = [loc for loc in locs if loc.id == acl.location or loc.display_name == acl.location]
-        if len(matches) > 1:
-            ids = ", ".join(m.id for m in matches)
-            return CheckResult(
-                "locations",
-                FAIL,
-                f"acl {acl.name}: {len(matches)} named locations are called {acl.location!r} ({ids})",
-                code=Code.ENTRA006,
-                causes=[Cause("location_ambiguous", f"Several named locations match {acl.location!r}.")],
-                fix=[f"rename the duplicates in the portal or set acl.{acl.name}.location to one of: {ids}"],
-            )
-        if not matches:
-            if acl.create:
-                if len(locs) >= MAX_LOCATIONS_PER_TENANT:
-                    return CheckResult(
-                        "locations",
-                        FAIL,
-                        f"acl {acl.name}: {acl.location!r} does not exist and cannot be created: the tenant "
-                        f"already has {len(locs)} named locations (limit {MAX_LOCATIONS_PER_TENANT})",
-                        code=Code.ENTRA007,
-                        causes=[Cause("location_limit", "The tenant is at Microsoft's 195 named locations limit.")],
-                        fix=["delete unused named locations in the portal, or point the acl at an existing one"],
-                    )
-                warns.append(
-                    Cause("location_will_be_created", f"{acl.location!r} does not exist yet; the agent will create it.")
+        try:
+            found = resolve_location(locs, acl.location, create=acl.create, host=config.graph_host, acl=acl.name)
+        except LocationProblem as problem:
+            return _location_problem(acl, problem)
+        if found is None:
+            if len(locs) >= MAX_LOCATIONS_PER_TENANT:
+                return CheckResult(
+                    "locations",
+                    FAIL,
+                    f"acl {acl.name}: {acl.location!r} does not exist and cannot be created: the tenant "
+                    f"already has {len(locs)} named locations (limit {MAX_LOCATIONS_PER_TENANT})",
+                    code=Code.ENTRA007,
+                    causes=[Cause("location_limit", "The tenant is at Microsoft's 195 named locations limit.")],
+                    fix=["delete unused named locations in the portal, or point the acl at an existing one"],
                 )
-                parts.append(f"{acl.name} -> (will be created)")
-                continue
-            return CheckResult(
-                "locations",
-                FAIL,
-                f"acl {acl.name}: no named location is called {acl.location!r}",
-                code=Code.ENTRA006,
-                causes=[Cause("location_missing", f"No named location matches {acl.location!r}.")],
-                fix=[
-                    f"create an IP ranges location named {acl.location!r} in the portal "
-                    "(Protection > Conditional Access > Named locations), or",
-                    f"set acl.{acl.name}.create = true, or set location to the location's id",
-                ],
+            close = closest_names(acl.location, locs)
+            guess = f" (did you mean {', '.join(repr(n) for n in close)}?)" if close else ""
+            warns.append(
+                Cause(
+                    "location_will_be_created",
+                    f"{acl.location!r} does not exist yet; the agent will create it (create = true){guess}.",
+                )
             )
-        loc = matches[0]
-        if not loc.is_ip:
-            return CheckResult(
-                "locations",
-                FAIL,
-                f"acl {acl.name}: {acl.location!r} is a {loc.odata_type or 'non-IP'} location, not IP ranges",
-                code=Code.ENTRA006,
-                causes=[Cause("location_not_ip", f"{acl.location!r} is not an IP named location.")],
-                fix=[f"point acl.{acl.name}.location at an IP ranges location"],
-            )
+            parts.append(f"{acl.name} -> (will be created)")
+            continue
+        loc = found
         if loc.is_trusted != acl.trusted:
             warns.append(
                 Cause(
@@ -203,3 +180,30 @@ def check_throttling(config: Config, graph_error: EntraError | None, reads: int)
         PASS,
         f"no 429 on {reads} Graph read(s); agent paces writes at {rate:g}/s per tenant",
     )
+
+
+#: The doctor's cause id for each reason a location cannot be used.
+_PROBLEM_CAUSES = {"ambiguous": "location_ambiguous", "not_ip": "location_not_ip", "missing": "location_missing"}
+
+
+def _location_problem(acl: AclConfig, problem: LocationProblem) -> CheckResult:
+    """The ENTRA006 result for an acl whose location is missing, ambiguous or not an IP location."""
+    from entragate.graph.matching import is_location_id
+
+    cause = Cause(_PROBLEM_CAUSES.get(problem.reason or "", "location_missing"), problem.detail,
+                  details={"ids": list(problem.ids), "suggestions": list(problem.suggestions)})
+    if problem.reason == "ambiguous":
+        fix = [f"rename the duplicates in the portal or set acl.{acl.name}.location to one of: {', '.join(problem.ids)}"]
+    elif problem.reason == "not_ip":
+        fix = [f"point acl.{acl.name}.location at an IP ranges location"]
+    elif is_location_id(acl.location):
+        fix = [f"acl.{acl.name}.location = {acl.location!r} is an id no location has (ids are never created): "
+               "copy the id from the portal (Protection > Conditional Access > Named locations), or use its name"]
+    else:
+        fix = [f"set acl.{acl.name}.location to {problem.suggestions[0]!r}"] if problem.suggestions else []
+        fix += [
+            f"or create an IP ranges location named {acl.location!r} in the portal "
+            "(Protection > Conditional Access > Named locations)",
+            f"or set acl.{acl.name}.create = true to have the agent create it",
+        ]
+    return CheckResult("locations", FAIL, problem.detail, code=Code.ENTRA006, causes=[cause], fix=fix)

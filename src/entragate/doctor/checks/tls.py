@@ -16,6 +16,7 @@ from entragate.doctor.causes import Cause, verify_code_name
 from entragate.doctor.checks.base import FAIL, PASS, SKIP, CheckResult
 from entragate.doctor.checks.probe import HostProbe, failure_code
 from entragate.doctor.osfix import OsInfo
+from entragate.doctor.roots import microsoft_root_named
 from entragate.doctor.tlsdiag import diagnose
 from entragate.doctor.truststore import TrustStoreReport
 from entragate.errors import Code
@@ -41,6 +42,40 @@ def is_system_bundle(trust: TrustStoreReport) -> bool:
     if default and os.path.exists(default) and real == os.path.realpath(default):
         return True
     return any(trust.path.startswith(d) or real.startswith(d) for d in _SYSTEM_BUNDLE_DIRS)
+
+
+#: Where Microsoft publishes its roots and intermediates for download.
+MICROSOFT_CA_PAGE = "https://learn.microsoft.com/azure/security/fundamentals/azure-ca-details"
+
+
+def missing_root_names(causes: Sequence[Cause]) -> list[str]:
+    """The Microsoft roots the ``ca_bundle_*`` causes say the store lacks."""
+    names: list[str] = []
+    for cause in causes:
+        found = cause.details.get("missing_roots") or [cause.details.get("missing_root")]
+        if isinstance(found, list):
+            names.extend(n for n in found if isinstance(n, str) and n not in names)
+    return names
+
+
+def add_roots_fix(names: Sequence[str], *, os_info: OsInfo, trust: TrustStoreReport) -> list[str]:
+    """Add Microsoft roots a store lacks: get each one, check its key, trust it."""
+    fix: list[str] = []
+    for name in names:
+        root = microsoft_root_named(name)
+        if root is None:
+            continue
+        path = "/etc/entragate/" + name.lower().replace(" ", "-") + ".pem"
+        fix.append(
+            f"if the store still lacks {name}: save it (PEM) from {MICROSOFT_CA_PAGE} as {path}, and check "
+            f"its key: openssl x509 -in {path} -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum "
+            f"must print {root.spki_sha256}"
+        )
+        if is_system_bundle(trust):
+            fix.extend(osfix.install_root_fix(os_info, path))
+        else:
+            fix.append(f"cat {path} >> {trust.path}")
+    return fix
 
 
 def tls_fixes(
@@ -105,6 +140,11 @@ def tls_fixes(
             "this chain, fix its certificate chain; otherwise add that intermediate to a ca_bundle:"
         )
         fix.extend(osfix.ca_bundle_fix("/etc/entragate/ca-bundle.pem"))
+    if "ca_bundle_outdated" in ids and not {"ca_bundle_missing", "ca_bundle_corrupt", "ca_bundle_lacks_root"} & set(ids):
+        if is_system_bundle(trust):
+            fix.append("update the system CA bundle (a newer ca-certificates may carry the roots):")
+            fix.extend(osfix.refresh_bundle_fix(os_info))
+        fix.extend(add_roots_fix(missing_root_names(causes), os_info=os_info, trust=trust))
     for cid in ("ca_bundle_missing", "ca_bundle_corrupt", "ca_bundle_lacks_root"):
         if cid not in ids:
             continue
@@ -124,6 +164,7 @@ def tls_fixes(
                 f"point it at a valid bundle ({system_bundle}) or unset it: unset {trust.origin}"
             )
             fix.extend(osfix.ca_bundle_fix(system_bundle))
+        fix.extend(add_roots_fix(missing_root_names(causes), os_info=os_info, trust=trust))
         break
     if "hostname_mismatch" in ids:
         fix.append(

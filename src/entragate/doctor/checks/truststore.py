@@ -1,5 +1,6 @@
 """The ``truststore`` check: the store the agent uses exists, parses, holds a
-publisher root and is not stale."""
+publisher root, holds every root Microsoft's endpoints chain to today, and is
+not stale."""
 
 from __future__ import annotations
 
@@ -65,10 +66,31 @@ def check_truststore(
                 Cause(
                     "ca_bundle_lacks_root",
                     f"The trust store selected by {trust.origin} ({trust.path}) does not contain "
-                    "any of Microsoft's roots; genuine connections to Microsoft cannot verify.",
+                    "any of Microsoft's roots; genuine connections to Microsoft cannot verify. "
+                    f"It needs {', '.join(trust.missing_roots)}.",
+                    details={"missing_roots": list(trust.missing_roots)},
                 )
             ],
             fix=fix,
+        )
+    outdated = trust.outdated_reason()
+    if outdated is not None:
+        cause = Cause(
+            "ca_bundle_outdated",
+            f"The trust store selected by {trust.origin} ({trust.path}) is outdated: {outdated}. "
+            f"Missing: {', '.join(trust.missing_roots)}.",
+            details={"missing_roots": trust.outdated_roots(), "legacy_roots": list(trust.legacy_roots)},
+        )
+        # A TLS failure that the store explains makes the outdated store a failure too.
+        status = FAIL if tls_bundle_causes else WARN
+        causes = [*tls_bundle_causes, cause]
+        return CheckResult(
+            "truststore",
+            status,
+            f"{base} is outdated: {outdated}",
+            code=Code.ENTRA003 if status == FAIL else None,
+            causes=causes,
+            fix=tls_fixes(causes, os_info=os_info, trust=trust, hosts=[], proxied=False),
         )
     if trust.age_days is not None and trust.age_days > BUNDLE_STALE_DAYS:
         return CheckResult(
