@@ -14,27 +14,14 @@ import pytest
 import requests
 
 from entragate.emulator import AppRegistration, Emulator, EmulatorFault
-from tests.helpers.process import TOKEN, healthy, start, write_config
-from tests.helpers.servers import free_port
-from tests.helpers.sync import remote_ranges, wait_for
+from tests.helpers.process import TOKEN, running_agent
+from tests.helpers.sync import wait_for
 
 
 @pytest.fixture
 def agent(emu: Emulator, app: AppRegistration, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = free_port()
-    config = write_config(emu, app, tmp_path, port, rate=20)
-    process = start(config, tmp_path / "agent.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_for(lambda: healthy(url), 30), (tmp_path / "agent.log").read_text()
-        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) is not None, 30)
-        yield url, config
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with running_agent(emu, app, tmp_path) as running:
+        yield running
 
 
 def status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,13 +4,12 @@ an invalid file is logged and the old configuration kept; a valid one takes over
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import requests
 
 from entragate.emulator import AppRegistration, Emulator
-from tests.helpers.process import TOKEN, healthy, start, write_config
+from tests.helpers.process import TOKEN, healthy, start, stop, write_config
 from tests.helpers.servers import free_port
 from tests.helpers.sync import wait_for
 
@@ -48,8 +47,4 @@ def test_sighup_keeps_the_old_configuration_when_the_new_is_invalid_and_takes_a_
         assert wait_for(lambda: acls(url) == ["staff", "vpn"], 30), log.read_text()
         assert "config.reloaded" in log.read_text()
     finally:
-        agent.terminate()
-        try:
-            agent.wait(15)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        stop(agent)

@@ -10,7 +10,6 @@ log or answer is searched for each secret, as itself and URL-encoded.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from entragate.emulator import Emulator, EmulatorFault
 from tests.helpers.emulator import make_app_certificate
-from tests.helpers.process import healthy, start, write_config
+from tests.helpers.process import healthy, start, stop, write_config
 from tests.helpers.servers import free_port
 from tests.helpers.sync import wait_for
 
@@ -156,12 +155,7 @@ def run_failing_agent(config: Path, port: int, tmp_path: Path, outputs: Outputs)
         unauthenticated = requests.get(f"{url}/v1/status", timeout=5)
         outputs.add("GET /v1/status without a token", unauthenticated.text)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        try:
-            agent.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
+        stop(agent, timeout=20)
     outputs.add("agent log", log.read_bytes())
 
 

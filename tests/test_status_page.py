@@ -4,37 +4,24 @@ Playwright) against a real agent process and the emulated tenant."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import sync_playwright
 
 from entragate.emulator import AppRegistration, Emulator, EmulatorFault
-from tests.helpers.process import TOKEN, healthy, start, write_config
-from tests.helpers.servers import free_port
+from tests.helpers.process import TOKEN, running_agent
 from tests.helpers.sync import remote_ranges, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-playwright = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture
 def agent(emu: Emulator, app: AppRegistration, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    process = start(write_config(emu, app, tmp_path, port, rate=20), tmp_path / "agent.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_for(lambda: healthy(url), 30), (tmp_path / "agent.log").read_text()
-        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) is not None, 30)
+    with running_agent(emu, app, tmp_path) as (url, _config):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def grant(url: str, ip: str, user: str) -> None:
@@ -49,7 +36,7 @@ def grant(url: str, ip: str, user: str) -> None:
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             yield chromium

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from entragate.emulator import Emulator
-from tests.helpers.sync import LOCATION
+from tests.helpers.servers import free_port
+from tests.helpers.sync import LOCATION, remote_ranges, wait_for
 
 TOKEN = "crash-test-token-Fh6Tn1Qy8Ub3Re5Wm0Zk"
 
@@ -72,3 +75,29 @@ def healthy(url: str) -> bool:
         return requests.get(f"{url}/healthz", timeout=0.5).status_code == 200
     except requests.RequestException:
         return False
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM, and SIGKILL when the agent has not exited within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_agent(emu: Emulator, app: Any, tmp_path: Path, *, rate: float = 20) -> Iterator[tuple[str, Path]]:
+    """A real ``entragate run`` that answers and has created its location: (url, config)."""
+    port = free_port()
+    config = write_config(emu, app, tmp_path, port, rate=rate)
+    log = tmp_path / "agent.log"
+    process = start(config, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(lambda: healthy(url), 30), log.read_text()
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) is not None, 30)
+        yield url, config
+    finally:
+        stop(process)

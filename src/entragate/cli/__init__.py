@@ -15,20 +15,15 @@ import click
 from entragate import __version__
 from entragate.cli import agent, explain, grants, script, status, token, tools
 from entragate.cli import config as config_commands
-from entragate.cli.base import CONTEXT_SETTINGS, LazyGroup
+from entragate.cli.base import CONTEXT_SETTINGS, LazyGroup, config_option
 
 __all__ = ["main"]
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    metavar="PATH",
-    help="Configuration file (default: $ENTRAGATE_CONFIG, /etc/entragate/config.toml, "
-    "then ./entragate.toml). Every key can be set as ENTRAGATE_<KEY>.",
+@config_option(
+    "Configuration file (default: $ENTRAGATE_CONFIG, /etc/entragate/config.toml, "
+    "then ./entragate.toml). Every key can be set as ENTRAGATE_<KEY>."
 )
 @click.option(
     "--json",

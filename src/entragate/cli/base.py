@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -28,6 +29,21 @@ MODE_HELP = (
 )
 
 json_option = click.option("--json", "json_flag", is_flag=True, help="Print the result as JSON.")
+
+# Listed by `entragate --help` without importing the doctor (LazyGroup below).
+DOCTOR_SHORT_HELP = "Find the root cause of a failure to reach Microsoft."
+
+
+def config_option(help_text: str) -> Any:
+    """``--config PATH``, for the group and for commands that also take it."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        metavar="PATH",
+        help=help_text,
+    )
 
 
 class UsageFailure(Exception):
@@ -151,7 +167,7 @@ class LazyGroup(click.Group):
         "doctor": (
             "entragate.doctor.command",
             "doctor_command",
-            "Find why the path to Microsoft fails, with the fix for this host.",
+            DOCTOR_SHORT_HELP,
         )
     }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from entragate.cli.base import DOCTOR_SHORT_HELP, config_option
 from entragate.config import Config, ConfigError, load_config
 from entragate.doctor.runner import Report, config_error_report, run_doctor
 
@@ -60,15 +61,10 @@ def emit(report: Report, as_json: bool) -> None:
     render(report, Console(highlight=False, soft_wrap=False))
 
 
-@click.command("doctor", help=_HELP, short_help="Find the root cause of a failure to reach Microsoft.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    metavar="PATH",
-    help="Configuration file (default: the global --config, $ENTRAGATE_CONFIG, "
-    "/etc/entragate/config.toml, then ./entragate.toml).",
+@click.command("doctor", help=_HELP, short_help=DOCTOR_SHORT_HELP)
+@config_option(
+    "Configuration file (default: the global --config, $ENTRAGATE_CONFIG, "
+    "/etc/entragate/config.toml, then ./entragate.toml)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (ok, code, checks).")
 @click.option(

@@ -248,6 +248,26 @@ def _start_graph(
     tokens = TokenProvider(config, session)
     client = GraphClient(config, session, tokens)
 
+    def read_once_more_if_throttled(key: str, read: Callable[[], object], margin: float) -> bool:
+        """``graph[key] = read()``; a 429 is tried once more after 1.5 s while ``margin``
+        seconds remain. The tenant's ~1 request/s is shared by every app: one 429 is
+        ordinary, so the doctor reports throttling only when it persists."""
+        for attempt in range(2):
+            try:
+                graph[key] = read()
+                graph.pop(f"{key}_error", None)
+                return True
+            except Throttled as exc:
+                graph[f"{key}_error"] = exc
+                if attempt == 0 and deadline - time.monotonic() > margin:
+                    time.sleep(1.5)
+                    continue
+                return False
+            except BaseException as exc:  # noqa: BLE001 - reported by its check
+                graph[f"{key}_error"] = exc
+                return False
+        return False
+
     def graph_job() -> None:
         try:
             graph["token"] = tokens.access_token()
@@ -255,38 +275,10 @@ def _start_graph(
             graph["token_error"] = exc
             return
         graph["list_started"] = True
-        for attempt in range(2):
-            try:
-                graph["locations"] = client.list_locations()
-                graph.pop("list_error", None)
-                break
-            except Throttled as exc:
-                # The tenant's ~1 request/s is shared by every app: one 429 is ordinary,
-                # so the doctor reports throttling only when it persists.
-                graph["list_error"] = exc
-                if attempt == 0 and deadline - time.monotonic() > 2.0:
-                    time.sleep(1.5)
-                    continue
-                return
-            except BaseException as exc:  # noqa: BLE001 - reported by the locations check
-                graph["list_error"] = exc
-                return
-        # The policies check: do the policies make the grants matter? Conditional Access
-        # allows about one request per second per tenant: a 429 here waits its turn once.
-        for attempt in range(2):
-            if attempt == 1:
-                if deadline - time.monotonic() < 2.5:
-                    return
-                time.sleep(1.5)
-            try:
-                graph["policies"] = client.list_policies()
-                graph.pop("policies_error", None)
-                return
-            except Throttled as exc:
-                graph["policies_error"] = exc
-            except BaseException as exc:  # noqa: BLE001 - reported by the policies check
-                graph["policies_error"] = exc
-                return
+        if not read_once_more_if_throttled("locations", client.list_locations, 2.0):
+            return
+        # The policies check: do the policies make the grants matter?
+        read_once_more_if_throttled("policies", client.list_policies, 2.5)
 
     return pool.submit(graph_job, "graph")
 
@@ -346,8 +338,8 @@ def _graph_checks(
         out["policies"] = _policies_check(config, graph, access_token)
     else:
         out["policies"] = _skip("policies", "the named locations could not be read (see locations)")
-        if "list_error" in graph:
-            error = graph["list_error"]
+        if "locations_error" in graph:
+            error = graph["locations_error"]
             graph_error = error if isinstance(error, EntraError) else classify_exception(
                 error, host=config.graph_host, operation="list named locations"
             )

@@ -16,63 +16,60 @@ from entragate.grants.validation import MIN_PREFIX_V4, MIN_PREFIX_V6
 MAX_LOCATIONS_PER_TENANT = 195
 
 
+# What a failed Graph read means for the doctor, per code: (summary, cause id, cause
+# text, fixes); ``{host}`` is the Graph host. Other codes use the error's own title and hint.
+_GRAPH_READ_FAILURES: dict[Code, tuple[str, str, str, tuple[str, ...]]] = {
+    Code.ENTRA002: (
+        "Graph refused to list named locations",
+        "graph_forbidden",
+        "Graph answered 403: the permission is missing or not consented.",
+        ("grant Policy.Read.All and Policy.ReadWrite.ConditionalAccess (Application) with admin consent",),
+    ),
+    Code.ENTRA005: (
+        "Graph throttled the read (429, no Retry-After)",
+        "throttled",
+        "The tenant's Conditional Access budget (about 1 request/s, shared by every app in "
+        "the tenant) is exhausted.",
+        (
+            "find other apps or scripts calling Conditional Access APIs in this tenant",
+            "keep [agent] rate at 1 (or lower) and retry later",
+        ),
+    ),
+    Code.ENTRA008: (
+        "Graph server error",
+        "service_error",
+        "{host} answered with a 5xx status.",
+        ("Microsoft had a problem; entragate retries. See https://status.cloud.microsoft",),
+    ),
+    Code.ENTRA004: (
+        "Graph did not answer",
+        "graph_timeout",
+        "{host} did not answer within the timeout.",
+        ("check the network path to {host}, or raise `timeout`",),
+    ),
+}
+
+
 def graph_error_result(check_id: str, err: EntraError, *, host: str) -> CheckResult:
     """The failed ``check_id`` (permissions, locations or throttling) for a failed Graph read."""
     detail = error_detail(err)
-    if err.code == Code.ENTRA002:
-        return CheckResult(
-            check_id,
-            FAIL,
-            f"Graph refused to list named locations: {detail}",
-            code=Code.ENTRA002,
-            causes=[Cause("graph_forbidden", "Graph answered 403: the permission is missing or not consented.")],
-            fix=[
-                "grant Policy.Read.All and Policy.ReadWrite.ConditionalAccess (Application) with admin consent",
-            ],
+    known = _GRAPH_READ_FAILURES.get(err.code)
+    fixes: tuple[str, ...]
+    if known is None:
+        summary, cause_id, cause_text, fixes = (
+            "listing named locations failed", "graph_request_failed", err.title, (err.hint,)
         )
-    if err.code == Code.ENTRA005:
-        return CheckResult(
-            check_id,
-            FAIL,
-            f"Graph throttled the read (429, no Retry-After): {detail}",
-            code=Code.ENTRA005,
-            causes=[
-                Cause(
-                    "throttled",
-                    "The tenant's Conditional Access budget (about 1 request/s, shared by every app in "
-                    "the tenant) is exhausted.",
-                )
-            ],
-            fix=[
-                "find other apps or scripts calling Conditional Access APIs in this tenant",
-                "keep [agent] rate at 1 (or lower) and retry later",
-            ],
-        )
-    if err.code == Code.ENTRA008:
-        return CheckResult(
-            check_id,
-            FAIL,
-            f"Graph server error: {detail}",
-            code=Code.ENTRA008,
-            causes=[Cause("service_error", f"{host} answered with a 5xx status.")],
-            fix=["Microsoft had a problem; entragate retries. See https://status.cloud.microsoft"],
-        )
-    if err.code == Code.ENTRA004:
-        return CheckResult(
-            check_id,
-            FAIL,
-            f"Graph did not answer: {detail}",
-            code=Code.ENTRA004,
-            causes=[Cause("graph_timeout", f"{host} did not answer within the timeout.")],
-            fix=[f"check the network path to {host}, or raise `timeout`"],
-        )
+    else:
+        summary, cause_id, cause_text, fixes = known
+        cause_text = cause_text.format(host=host)
+        fixes = tuple(f.format(host=host) for f in fixes)
     return CheckResult(
         check_id,
         FAIL,
-        f"listing named locations failed: {detail}",
+        f"{summary}: {detail}",
         code=err.code,
-        causes=[Cause("graph_request_failed", err.title)],
-        fix=[err.hint],
+        causes=[Cause(cause_id, cause_text)],
+        fix=list(fixes),
     )
 
 
