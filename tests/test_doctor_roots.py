@@ -67,14 +67,12 @@ def test_hash_matches_system_certificate() -> None:
     distribution ships is its own choice (Baltimore left newer ones after its 2025 expiry;
     the G2 roots are newer than many): every copy found is compared, and the Makefile's
     ca-certificates always ships DigiCert Global Root G2."""
-    found = {
-        name: Path("/etc/ssl/certs") / (name.replace(" ", "_") + ".pem") for name in CERT_FILES
-    }
-    shipped = {name: path for name, path in found.items() if path.exists()}
+    found = {root: Path("/etc/ssl/certs") / (root.replace(" ", "_") + ".pem") for root in CERT_FILES}
+    shipped = {root: path for root, path in found.items() if path.exists()}
     assert "DigiCert Global Root G2" in shipped, "ca-certificates is not installed (make system-deps)"
-    for name, path in shipped.items():
+    for root, path in shipped.items():
         cert = x509.load_pem_x509_certificate(path.read_bytes())
-        assert spki_sha256(cert) == MICROSOFT_ROOT_SPKI_SHA256[name], name
+        assert spki_sha256(cert) == MICROSOFT_ROOT_SPKI_SHA256[root], root
 
 
 def test_g2_cross_certificate_is_the_root_by_key() -> None:
