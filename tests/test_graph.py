@@ -258,3 +258,31 @@ def test_deleted_items_are_listed_and_restored_through_graph(emu: Emulator, app:
     assert restored["id"] == gone.id and graph.get_location(gone.id).cidrs == ("81.2.69.9/32",)
     with pytest.raises(LocationProblem):
         graph.request("POST", f"{deleted_path}/{gone.id}/restore", operation="restore", write=True)
+
+
+def test_deleted_items_carry_their_deletion_time_and_can_be_read_purged_or_expire(emu: Emulator, app: object) -> None:
+    """Graph's deleted items are policyDeletableItem objects: deletedDateTime, GET one, DELETE for good,
+    and gone 30 days after the deletion."""
+    graph = client(emu, app)
+    deleted_path = "/identity/conditionalAccess/deletedItems/namedLocations"
+    first = graph.create_location("Purged", ["81.2.69.10/32"])
+    second = graph.create_location("Aged", ["81.2.69.11/32"])
+    graph.delete_location(first)
+    graph.delete_location(second)
+    one = graph.request("GET", f"{deleted_path}/{first.id}", operation="get deleted named location").json()
+    assert one["id"] == first.id and one["deletedDateTime"].endswith("Z")
+    graph.request("DELETE", f"{deleted_path}/{first.id}", operation="permanently delete", write=True)
+    with pytest.raises(LocationProblem):
+        graph.request("POST", f"{deleted_path}/{first.id}/restore", operation="restore", write=True)
+    listed = graph.request("GET", deleted_path, operation="list deleted named locations").json()["value"]
+    assert [d["id"] for d in listed] == [second.id]
+    emu.date_offset_seconds = 31 * 86400
+    try:
+        listed = graph.request("GET", deleted_path, operation="list deleted named locations").json()["value"]
+    finally:
+        emu.date_offset_seconds = 0
+    assert listed == []
+    fresh = graph.create_location("Aged", ["81.2.69.12/32"])
+    assert "deletedDateTime" not in graph.request(
+        "GET", f"/identity/conditionalAccess/namedLocations/{fresh.id}", operation="get"
+    ).json()

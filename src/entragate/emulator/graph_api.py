@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 from ._http import JSON_CONTENT_TYPE, Exchange, GraphError, Request, Response, dumps
-from .locations import IP_TYPE, MAX_LOCATIONS, new_location, patch_location
+from .locations import IP_TYPE, MAX_LOCATIONS, graph_time, new_location, patch_location
 from .odata import decode_skiptoken, encode_skiptoken, parse_filter, select
 from .policies import POLICIES_PATH, READ_ROLE
 from .state import (
@@ -84,6 +84,8 @@ class GraphApi:
                     return f"{method} deletedNamedLocations"
                 if rest.endswith("/restore") and rest.count("/") == 2:
                     return f"{method} restoreNamedLocation"
+                if rest.count("/") == 1:
+                    return f"{method} deletedNamedLocation"
                 return "graph other"
             if low.startswith(prefix + LOCATIONS_PATH):
                 rest = low[len(prefix + LOCATIONS_PATH) :]
@@ -145,10 +147,12 @@ class GraphApi:
             return self._list_policies(req, ex, tenant)
         if op == "GET deletedNamedLocations":
             with self._state.lock:
-                deleted = copy.deepcopy(list(tenant.history.deleted.values()))
+                deleted = copy.deepcopy(list(tenant.history.deleted_items(self._state.now()).values()))
             return Response(200, dumps({"value": deleted}), self._headers(ex))
         if op == "POST restoreNamedLocation":
             return self._restore(ex, tenant, parsed.path.rstrip("/").rsplit("/", 2)[-2])
+        if op.endswith(" deletedNamedLocation"):
+            return self._deleted_item(req, ex, tenant, urllib.parse.unquote(parsed.path.rstrip("/").rsplit("/", 1)[-1]))
         if op.endswith(" namedLocation"):
             loc_id = urllib.parse.unquote(parsed.path.rstrip("/").rsplit("/", 1)[-1])
             if req.method == "GET":
@@ -361,13 +365,27 @@ class GraphApi:
             del tenant.locations[loc_id]
             self._remember(tenant, loc_id, obj)
             if self._state.keep_deleted:  # restorable, like Graph's deleted items
-                tenant.history.deleted[loc_id] = obj
+                tenant.history.keep_deleted(loc_id, obj, self._state.now(), graph_time)
             self._log_write(tenant, "DELETE", loc_id, ex, None)
         return Response(204, b"", self._headers(ex, None))
 
+    def _deleted_item(self, req: Request, ex: Exchange, tenant: Tenant, loc_id: str) -> Response:
+        """One deleted item: GET reads it, DELETE removes it for good (it cannot be restored after)."""
+        with self._state.lock:
+            obj = tenant.history.deleted_items(self._state.now()).get(loc_id)
+            if obj is None:
+                raise _not_found(loc_id)
+            if req.method == "GET":
+                return Response(200, dumps(copy.deepcopy(obj)), self._headers(ex))
+            if req.method == "DELETE":
+                tenant.history.forget_deleted(loc_id)
+                self._log_write(tenant, "DELETE", loc_id, ex, None)
+                return Response(204, b"", self._headers(ex, None))
+        raise GraphError(405, "BadRequest", "Specified HTTP method is not allowed for the request target.")
+
     def _restore(self, ex: Exchange, tenant: Tenant, loc_id: str) -> Response:
         with self._state.lock:
-            obj = tenant.history.deleted.pop(loc_id, None)
+            obj = tenant.history.restore(loc_id, self._state.now())
             if obj is None:
                 raise _not_found(loc_id)
             tenant.locations[loc_id] = obj

@@ -376,18 +376,21 @@ class TenantState:
         with self.lock:
             obj = t.locations.pop(location_id)
             if self.keep_deleted:
-                t.history.deleted[location_id] = obj
+                t.history.keep_deleted(location_id, obj, self.now(), graph_time)
 
     def deleted_locations(self, tenant_id: str) -> list[dict[str, Any]]:
         t = self.tenant(tenant_id)
         with self.lock:
-            return copy.deepcopy(list(t.history.deleted.values()))
+            return copy.deepcopy(list(t.history.deleted_items(self.now()).values()))
 
     def restore_location(self, tenant_id: str, location_id: str) -> None:
         """Bring a deleted location back, id and ranges unchanged (KeyError when not deleted)."""
         t = self.tenant(tenant_id)
         with self.lock:
-            t.locations[location_id] = t.history.deleted.pop(location_id)
+            obj = t.history.restore(location_id, self.now())
+            if obj is None:
+                raise KeyError(location_id)
+            t.locations[location_id] = obj
 
     # ------------------------------------------------------------------ observation
 
