@@ -25,7 +25,7 @@ import requests
 from entragate.emulator import Emulator, EmulatorFault
 
 LOCATION = "Bench staff"
-TOKEN = "bench-token-0123456789abcdef"
+TOKEN = "bench-Hq7Wz2Lp9Xc4Vn8Rb3Tk6Ym1Gd5Fs0Ja"  # strong enough: the agent refuses weak tokens
 SECRET = "Bench~Secret.Value-0123456789abcdefGHIJ"
 
 

@@ -72,7 +72,9 @@ def create_app(api: ApiContext) -> App:
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _any_error)
-    return ApiMiddleware(app, api.token)
+    # the hot path: grants and revokes skip the framework's layers (docs/design.md#grant-path)
+    direct = {("POST", "/v1/grants"): grants.create_grant, ("DELETE", "/v1/grants"): grants.revoke_grants}
+    return ApiMiddleware(app, api.token, direct)
 
 
 async def _any_error(_request: Request, exc: Exception) -> JsonResponse:

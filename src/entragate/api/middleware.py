@@ -8,7 +8,7 @@ in the API's error shape.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from entragate.logs import get_logger, printable
@@ -33,10 +33,22 @@ def _announces_body(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
+#: an endpoint the middleware may call itself: ``(request) -> response``
+Endpoint = Callable[[Any], Awaitable[Any]]
+
+
 class ApiMiddleware:
-    def __init__(self, app: App, token: BearerToken) -> None:
+    """``direct`` maps (method, path) to an endpoint the application also routes: the
+    middleware calls it without the framework's layers (routing, dependency solving,
+    exception middleware), which cost a third of a grant's CPU at burst rates
+    (docs/design.md#grant-path). The endpoint is the same function, so the answer is
+    the same; an error it raises answers through :func:`api_error`, as the
+    application's catch-all handler does."""
+
+    def __init__(self, app: App, token: BearerToken, direct: Mapping[tuple[str, str], Endpoint] | None = None) -> None:
         self.app = app
         self.token = token
+        self.direct = direct or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,6 +79,10 @@ class ApiMiddleware:
             if scope["path"] not in OPEN_PATHS and not self.token.accepts(scope["headers"]):
                 await send_error(send_with_headers, unauthorized())
                 return
+            endpoint = self.direct.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                await self._call_direct(endpoint, scope, receive_body, send_with_headers)
+                return
             # HEAD is GET without the body (the server drops it): route it as GET
             inner = {**scope, "method": "GET"} if scope["method"] == "HEAD" else scope
             await self.app(inner, receive_body, send_with_headers)
@@ -75,6 +91,14 @@ class ApiMiddleware:
                 await send_error(send_with_headers, api_error(exc))
         finally:
             _access_log(scope, answered[0] if answered else 0, started)
+
+
+    async def _call_direct(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.requests import Request
+
+        scope = {**scope, "app": self.app}  # as the application sets it: request.app.state
+        response = await endpoint(Request(scope, receive))
+        await response(scope, receive, send)
 
 
 def _access_log(scope: Scope, status: int, started: float) -> None:
