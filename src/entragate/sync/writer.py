@@ -20,6 +20,12 @@ from entragate.sync.pacer import Pacer, full_jitter
 from entragate.sync.role import WriterLeaseLost
 from entragate.sync.state import LocationState
 
+#: Addresses named in one ``location.updated`` event (with the full counts beside them).
+#: Each grant has its own ``grant.created`` event; a burst's write listed 2,000 addresses
+#: in one line, and writing it held the interpreter while grants waited for their
+#: acknowledgement (docs/design.md#grant-path).
+LOGGED_RANGES = 20
+
 
 class Failures:
     """Error → backoff or park decisions for one tenant (docs/design.md#pacing)."""
@@ -183,12 +189,16 @@ class LocationWriter:
     ) -> None:
         added = sorted(set(ranges) - before)
         removed = sorted(before - set(ranges))
+        added = [r for r in added if r != self.placeholder]
+        removed = [r for r in removed if r != self.placeholder]
         self.log.info(
             "location.updated",
             acl=acl.name,
             location=state.name,
-            added=[r for r in added if r != self.placeholder],
-            removed=[r for r in removed if r != self.placeholder],
+            added=added[:LOGGED_RANGES],
+            added_count=len(added),
+            removed=removed[:LOGGED_RANGES],
+            removed_count=len(removed),
             ranges=len(ranges),
             request_id=self.graph.last_request_id,
         )
