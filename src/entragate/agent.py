@@ -71,6 +71,8 @@ class Agent:
             token=self.token,
             status=self.engine.status,
             ready=self.engine.ready,
+            not_ready_reason=self.engine.not_ready_reason,
+            alive=self.engine.alive,
             metrics=self.metrics,
             port=listen_port,
         )
