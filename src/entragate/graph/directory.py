@@ -9,14 +9,13 @@ of its own and never spends the Conditional Access budget of the writer
 
 from __future__ import annotations
 
-import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from entragate.config import Config
+from entragate.grants.validation import is_directory_user, is_object_id
 from entragate.graph.client import GraphClient
 from entragate.sync.pacer import Pacer
 
@@ -28,20 +27,7 @@ REPORTS_RATE = 0.5
 #: revokeSignInSessions: a user action, paced well below the directory's limits.
 REVOKE_RATE = 2.0
 
-_UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def is_object_id(user: str) -> bool:
-    try:
-        return str(uuid.UUID(user)) == user.strip().lower()
-    except ValueError:
-        return False
-
-
-def is_directory_user(user: str) -> bool:
-    """A user Graph can name: a user principal name (``alice@contoso.com``) or an object id."""
-    return bool(_UPN.match(user.strip())) or is_object_id(user)
-
+__all__ = ["DirectoryClient", "SignIn", "is_directory_user", "is_object_id"]
 
 @dataclass(frozen=True)
 class AppliedPolicy:
