@@ -185,3 +185,20 @@ def test_direct_mode_revokes_before_the_command_exits(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"ended": 1}
     assert revocations(emu, tenant_app) == [ALICE]
+
+
+def test_doctor_warns_when_revoke_sessions_lacks_its_permission(emu: Emulator, tmp_path: Path) -> None:
+    import os
+
+    from entragate.doctor.runner import run_doctor
+
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("ENTRAGATE_")}
+    app = emu.add_app(emu.add_tenant(), secret=SECRET)  # the two Policy roles only
+    check = run_doctor(make_config(emu, app, tmp_path, acls=acls()), env).check("permissions")
+    assert check.status == "warn" and "User.RevokeSessions.All" in check.summary
+    plain = run_doctor(make_config(emu, app, tmp_path, acls=acls(revoke=False)), env).check("permissions")
+    assert plain.status == "pass"
+    assert "AuditLog.Read.All for `entragate why` (sign-in logs): missing" in plain.summary
+    emu.set_roles(app.tenant_id, app.client_id, ROLES)
+    granted = run_doctor(make_config(emu, app, tmp_path, acls=acls()), env).check("permissions")
+    assert granted.status == "pass" and "User.RevokeSessions.All for revoke_sessions: granted" in granted.summary
