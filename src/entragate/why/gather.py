@@ -6,19 +6,20 @@ locations and policies (two Conditional Access reads, paced at ``agent.rate``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from entragate.config import AclConfig, Config
-from entragate.errors import EntraError
+from entragate.errors import EntraError, Throttled
 from entragate.grants.model import Grant
 from entragate.graph.client import GraphClient, NamedLocation
 from entragate.graph.directory import REPORTS_RATE, DirectoryClient, SignIn
-from entragate.sync.pacer import Pacer
+from entragate.sync.pacer import Pacer, full_jitter
 from entragate.sync.ranges import location_name
 from entragate.why.analysis import Explanation, explain
 
 DEFAULT_TOP = 10
+T = TypeVar("T")
 
 
 def managed_location_ids(acls: Iterable[AclConfig], locations: Sequence[NamedLocation]) -> set[str]:
@@ -42,8 +43,8 @@ def _policy_locations(config: Config, graph: GraphClient, acls: Sequence[AclConf
     pacer = Pacer(config.agent.rate)  # Conditional Access reads: the tenant's 1 request/second
     ca = GraphClient(config, graph.session, graph.tokens, before_request=pacer.acquire)
     try:
-        managed = managed_location_ids(acls, ca.list_locations(ip_only=True))
-        policies = ca.list_policies()
+        managed = managed_location_ids(acls, _patiently(pacer, lambda: ca.list_locations(ip_only=True)))
+        policies = _patiently(pacer, ca.list_policies)
     except EntraError as error:
         notes.append(f"could not read the Conditional Access policies ({error.code}): whether a "
                      f"blocking policy uses the managed location is unknown. {error.hint}")
@@ -52,6 +53,18 @@ def _policy_locations(config: Config, graph: GraphClient, acls: Sequence[AclConf
         pacer.stop()
     trusted = any(acl.trusted for acl in acls)
     return {str(p.get("id")): policy_uses(p, managed, trusted) for p in policies}
+
+
+def _patiently(pacer: Pacer, read: Callable[[], T], attempts: int = 4) -> T:
+    """``read``, again after a 429 (other tools share the budget; Retry-After when given)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return read()
+        except Throttled as error:
+            if attempt == attempts:
+                raise
+            pacer.penalize(error.retry_after or full_jitter(attempt, cap=8.0, floor=1.0))
+    raise AssertionError("unreachable")
 
 
 def gather(config: Config, user: str, grants: Sequence[Grant], acl: str | None, *,
