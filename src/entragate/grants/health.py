@@ -31,7 +31,6 @@ class StoreHealth:
         self.last_error: str | None = None
         self.failures = 0  # consecutive, in this outage
         self._write_failed = False
-        self.outages = 0  # since start
         self._retry_at = 0.0
         self.log = get_logger(component="store")
 
@@ -58,7 +57,6 @@ class StoreHealth:
                 return
             self.down_since = time.time()
             self._down_monotonic = time.monotonic()
-            self.outages += 1
         self._set_metric(False)
         self.log.error(
             "store.unavailable",

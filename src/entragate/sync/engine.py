@@ -11,7 +11,9 @@ its scheduling; the parts it drives live beside it:
   placement over shard locations, updated change by change; which shard the next
   slot goes to;
 - ``writer.py``: one location's Graph write, and failure → backoff or park;
-- ``status.py``: the ``status`` and dry-run snapshots.
+- ``status.py``: the ``status`` and dry-run snapshots;
+- ``expiry.py``: ending grants on time, with or without the store; ``supervisor.py``:
+  the loop's restarts and liveness.
 
 The loop never dies of a failing store or Graph (docs/design.md#outages): every call
 it makes is inside its recovery path, and a supervisor restarts it should it ever
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,21 +35,20 @@ from entragate.grants.lease import WriterLease
 from entragate.graph.client import GraphClient
 from entragate.logs import get_logger
 from entragate.sync.drift import adopt
+from entragate.sync.expiry import Expiry
 from entragate.sync.pacer import Pacer, PacerStopped
 from entragate.sync.ranges import location_name
 from entragate.sync.role import WriterRole
 from entragate.sync.shard import Shard, Ticket, most_due, passed_over
 from entragate.sync.state import LocationState, Shards, all_states
 from entragate.sync.status import acl_status, plan_entry
+from entragate.sync.supervisor import Restarts
 from entragate.sync.tracker import DesiredTracker
 from entragate.sync.writer import Failures, LocationWriter
 
 #: Seconds between re-reads while Graph still shows a location as it was before our write.
 CONSISTENCY_POLL = 2.0
 
-#: a loop restarted this often within CRASH_WINDOW seconds is not alive (``/healthz`` fails)
-CRASH_LIMIT = 5
-CRASH_WINDOW = 60.0
 
 
 class SyncEngine:
@@ -84,8 +84,7 @@ class SyncEngine:
         self.health = store.health  # up, or down since when (docs/design.md#outages)
         if metrics is not None:
             self.health.watch(metrics.set_store_up)
-        self._restarts: deque[float] = deque(maxlen=CRASH_LIMIT)
-        self._unrecorded: set[tuple[str, str, str]] = set()  # expired here, not yet in the store
+        self._restarts = Restarts()
         self.shards: Shards = {
             name: [
                 LocationState(name, i, location_name(acl.location, i))
@@ -95,6 +94,7 @@ class SyncEngine:
         }
         self.tracker = DesiredTracker(config, store, self.shards, lock=self._lock, metrics=metrics)
         self.desired = self.tracker.acls
+        self.expiry = Expiry(store, self.tracker, lock=self._lock)
         self.failures = Failures(
             graph, pacer, metrics=metrics, parked_retry=parked_retry, backoff_cap=backoff_cap
         )
@@ -156,17 +156,14 @@ class SyncEngine:
         try:
             self.store.change_seq()
         except StoreError as exc:
-            return "store_unavailable", f"the grant store is unavailable ({type(exc).__name__}: {str(exc)[:200]})"
+            self.health.failed("readiness check", exc)
+            return "store_unavailable", f"the grant store is unavailable ({self.health.last_error})"
+        self.health.succeeded()
         return None
 
     def alive(self) -> bool:
         """Whether the loop runs (or was stopped on purpose): ``/healthz``."""
-        if self._thread is None or self._stop.is_set():
-            return True
-        if not self._thread.is_alive():
-            return False
-        window_start = time.monotonic() - CRASH_WINDOW
-        return not (len(self._restarts) == CRASH_LIMIT and self._restarts[0] > window_start)
+        return self._restarts.alive(self._thread, self._stop.is_set())
 
     # ---------------------------------------------------------------- writer lease
 
@@ -209,13 +206,10 @@ class SyncEngine:
                 except PacerStopped:
                     return
                 except Exception as exc:  # noqa: BLE001 - the writer must not die
-                    self._restarts.append(time.monotonic())
                     self.log.error(
                         "sync.loop_restarted",
                         error=f"{type(exc).__name__}: {str(exc)[:300]}",
-                        restarts_last_minute=sum(
-                            1 for t in self._restarts if t > time.monotonic() - CRASH_WINDOW
-                        ),
+                        restarts_last_minute=self._restarts.record(),
                     )
                     self._stop.wait(1.0)
         finally:
@@ -281,7 +275,7 @@ class SyncEngine:
             next_expiry = self.tracker.next_expiry()  # in memory: no store call while idle
         if next_expiry is not None:
             candidates.append((next_expiry - datetime.now(UTC)).total_seconds())
-        if not self.health.available or self._unrecorded:
+        if not self.health.available or self.expiry.unrecorded:
             candidates.append(max(self.health.seconds_until_retry(), RETRY_CAP / 4))
         for state in all_states(self.shards):
             if state.parked_until:
@@ -309,35 +303,8 @@ class SyncEngine:
         self.write_pending()
 
     def expire_due(self) -> None:
-        """Drop expired grants from the desired state (always), then record the expiries
-        in the store (when it can): an outage never keeps an expired address in Entra."""
-        now = datetime.now(UTC)
-        with self._lock:
-            ended = self.tracker.expire(now)
-        if not self.health.available and self.health.seconds_until_retry() > 0:
-            for key in ended:
-                self._expired_unrecorded(key)
-            return  # backing off: ask the store again when its retry is due
-        try:
-            recorded = self.store.pop_expired(now)
-        except StoreError:  # the store has recorded the failure in its health
-            for key in ended:
-                self._expired_unrecorded(key)
-            return
-        for grant in recorded:
-            key = (grant.acl, grant.user, grant.cidr)
-            if key in self._unrecorded:
-                self._unrecorded.discard(key)
-                self.log.info("grant.expiry_recorded", acl=grant.acl, user=grant.user, cidr=grant.cidr)
-            else:
-                self.log.info("grant.expired", acl=grant.acl, user=grant.user, cidr=grant.cidr)
-        self._unrecorded.clear()  # the rest ended otherwise meanwhile (revoked, flushed, renewed)
-
-    def _expired_unrecorded(self, key: tuple[str, str, str]) -> None:
-        self._unrecorded.add(key)
-        acl, user, cidr = key
-        self.log.info("grant.expired", acl=acl, user=user, cidr=cidr, recorded=False,
-                      note="removed from Entra; the store records it when it is back")
+        """End expired grants: out of the desired state now, into the store when it can."""
+        self.expiry.run()
 
     def _absorb(self) -> None:
         """The tracker catches up with the store; while the store is down it goes on with
