@@ -79,13 +79,15 @@ def test_environment_overrides_file_and_secret_file(tmp_path: Path) -> None:
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        'cloud = "mars"\ntimeout = "soon"\nconnect_to = ["nonsense"]\nbogus = 1\n[acl.x]\nmax_ranges = 5000\n',
+        'cloud = "mars"\ntimeout = "soon"\nconnect_to = ["nonsense"]\nbogus = 1\n[acl.x]\nmax_ranges = 5000\n'
+        "[agent]\nlease_timeout = 1\n",
     )
     with pytest.raises(ConfigError) as caught:
         load_config(path, env={})
     problems = "\n".join(caught.value.problems)
     for expected in ("cloud 'mars'", "timeout must be a number", "nonsense", "unknown key 'bogus'",
-                     "tenant_id is missing", "client_id is missing", "no credential", "exceeds Microsoft's 2000"):
+                     "tenant_id is missing", "client_id is missing", "no credential", "exceeds Microsoft's 2000",
+                     "agent.lease_timeout = 1: use at least 3 seconds"):
         assert expected in problems
 
 

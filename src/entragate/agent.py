@@ -56,7 +56,9 @@ class Agent:
         self.pacer = Pacer(config.agent.rate)
         self.graph = build_graph(config, self.pacer, self.metrics, env)
         # One writer per tenant among the agents sharing this store (docs/design.md#lease).
-        self.lease = lease or self.store.writer_lease(config.tenant_id)
+        self.lease = lease or self.store.writer_lease(
+            config.tenant_id, timeout=config.agent.lease_timeout
+        )
         self.engine = SyncEngine(
             config, self.store, self.graph, self.pacer, metrics=self.metrics,
             parked_retry=parked_retry,
@@ -173,7 +175,9 @@ def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] |
     """
     pacer = Pacer(config.agent.rate)
     store = open_store(config.agent.store)
-    lease = None if dry_run else store.writer_lease(config.tenant_id)
+    lease = None if dry_run else store.writer_lease(
+        config.tenant_id, timeout=config.agent.lease_timeout
+    )
     try:
         graph = build_graph(config, pacer, None, env)
         sessions = None if dry_run else session_revoker(config, store, graph)

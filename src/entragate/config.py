@@ -58,6 +58,7 @@ class AgentConfig:
     store: str = "sqlite:///var/lib/entragate/grants.db"
     rate: float = 1.0
     verify_interval: float = 300.0
+    lease_timeout: float = 10.0
     max_ttl: int = 7 * 86400
     script_ttl: int = 12 * 3600
     placeholder: str = "192.0.2.255/32"
@@ -341,6 +342,9 @@ def load_config(
         verify_interval=as_number(
             "agent.verify_interval", agent_raw.get("verify_interval"), AgentConfig.verify_interval
         ),
+        lease_timeout=as_number(
+            "agent.lease_timeout", agent_raw.get("lease_timeout"), AgentConfig.lease_timeout
+        ),
         max_ttl=int(as_number("agent.max_ttl", agent_raw.get("max_ttl"), AgentConfig.max_ttl)),
         script_ttl=int(
             as_number("agent.script_ttl", agent_raw.get("script_ttl"), AgentConfig.script_ttl)
@@ -351,6 +355,11 @@ def load_config(
         tls_key=as_path("agent.tls_key", agent_raw.get("tls_key")),
     )
     problems += check_listen(agent.listen)
+    if agent.lease_timeout < 3:
+        problems.append(
+            f"agent.lease_timeout = {agent.lease_timeout:g}: use at least 3 seconds (the lease "
+            "heartbeat is renewed about once a second)"
+        )
     problems += tls_problems(agent)
     if not agent.store.startswith(("sqlite:", "postgresql://", "postgres://")):
         problems.append(f"agent.store {agent.store!r} must start with sqlite:/// or postgresql://")

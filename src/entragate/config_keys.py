@@ -89,6 +89,9 @@ KEYS: tuple[Key, ...] = (
         "about 1 for Conditional Access, shared by every app).", "1"),
     Key("agent", "verify_interval", "number", "Seconds between full reads of each location to "
         "repair drift (hand edits in the portal).", "300"),
+    Key("agent", "lease_timeout", "number", "Seconds a PostgreSQL writer may go without "
+        "renewing its lease heartbeat before a standby ends its session and takes over "
+        "(a hung or paused writer). At least 3.", "10"),
     Key("agent", "max_ttl", "integer", "Longest grant accepted, in seconds.", "604800"),
     Key("agent", "script_ttl", "integer", "Safety expiry, in seconds, of grants made by "
         "`entragate script add` (Knocknoc), in case the `del` never comes.", "43200"),

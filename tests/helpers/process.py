@@ -28,10 +28,12 @@ def write_config(
     token: str = TOKEN,
     rate: float = 1,
     credential: str | None = None,
+    agent_lines: str = "",
 ) -> Path:
     """An agent configuration file pointing at the emulator, for ``entragate run``.
 
-    ``credential``: TOML lines in place of ``client_secret = app.secret``. The file is
+    ``credential``: TOML lines in place of ``client_secret = app.secret``;
+    ``agent_lines``: more keys of ``[agent]``. The file is
     the owner's alone (0600), as a file holding secrets must be.
     """
     credential = credential or f'client_secret = "{app.secret}"'
@@ -56,6 +58,7 @@ listen = "127.0.0.1:{port}"
 api_token = "{token}"
 store = "{store}"
 rate = {rate:g}
+{agent_lines}
 """
     )
     path.chmod(0o600)

@@ -8,8 +8,8 @@ the holder goes away.
 The lease belongs to the store it guards: :meth:`GrantStore.writer_lease` hands
 out the one that fits the backend, so the writer never names a database.
 
-- ``PostgresWriterLease`` (beside the PostgreSQL backend): a session-level advisory
-  lock on a dedicated connection; it ends with the holder's session.
+- ``PostgresWriterLease`` (``postgres_lease.py``): a session-level advisory lock on a
+  dedicated connection, with a heartbeat and a term, so a hung holder is fenced.
 - ``LocalWriterLease`` (beside the SQLite backend): an ``flock`` on a lock file next
   to the database; the kernel drops it when the holder's process dies.
 
@@ -17,6 +17,10 @@ out the one that fits the backend, so the writer never names a database.
 PostgreSQL), so a writer calls it before each Graph write and stops writing as
 soon as it fails. Graph has no ETag/If-Match, so this cannot fence a write that is
 already in flight when the lease is lost; the window is one request.
+
+:attr:`WriterLease.reachable` says whether the last attempt reached the lease's
+source: a lease lost while its source answers has another holder; one lost while it
+does not leaves the writer in doubt (docs/design.md#outages).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class WriterLease(abc.ABC):
     #: whether the last :meth:`try_acquire` reached the lease's source (a refusal then
     #: means another agent holds it; docs/design.md#outages)
     reachable: bool = True
+    #: set by a :meth:`try_acquire` that took the lease from a hung holder: who, and why
+    fenced: str | None = None
 
     @abc.abstractmethod
     def try_acquire(self) -> bool:
@@ -56,13 +62,13 @@ class WriterLease(abc.ABC):
         return "another agent holds the writer lease"
 
 
-def lease_for(store_url: str, tenant_id: str) -> WriterLease:
+def lease_for(store_url: str, tenant_id: str, *, timeout: float = 10.0) -> WriterLease:
     """The writer lease of the grant store named by ``store_url``, without opening the store."""
     url = store_url.strip()
     if store_kind(url) == "postgresql":
-        from .postgres import PostgresWriterLease
+        from .postgres_lease import PostgresWriterLease
 
-        return PostgresWriterLease(url, tenant_id)
+        return PostgresWriterLease(url, tenant_id, timeout=timeout)
     from .sqlite import LocalWriterLease, lock_file_for, path_from_url
 
     return LocalWriterLease(lock_file_for(path_from_url(url)))

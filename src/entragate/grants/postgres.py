@@ -1,5 +1,5 @@
 """PostgreSQL grant store (psycopg 3), for several agents sharing one set of grants,
-and the writer lease that goes with it (docs/design.md#lease).
+whose writer lease lives beside it in ``postgres_lease.py`` (docs/design.md#lease).
 
 Same semantics as the SQLite store. Every mutating transaction first bumps the
 single ``entragate_change`` row, which serialises writers across agents (so the
@@ -7,19 +7,13 @@ capacity check in ``add`` sees every committed grant) and gives a monotonic
 ``change_seq``. Commits also ``NOTIFY entragate_change``; a listener thread wakes
 local ``wait_for_change`` callers at once, and polling covers a lost listener.
 
-:class:`PostgresWriterLease` is a session-level advisory lock, held on a dedicated
-autocommit connection of its own (never the store's). When the holder's process
-dies its session ends and PostgreSQL releases the lock at once; when its host or
-network dies, the TCP keepalive and user-timeout settings make both ends notice
-within seconds rather than hours. Session advisory locks do not survive a
-transaction-mode connection pooler (PgBouncer): point ``store`` at PostgreSQL
-itself or at a session-mode pool.
+Session advisory locks (the writer lease) do not survive a transaction-mode connection
+pooler (PgBouncer): point ``store`` at PostgreSQL itself or at a session-mode pool.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,7 +32,7 @@ from .store import (
 )
 
 CHANNEL = "entragate_change"
-_MIGRATION_LOCK = 0x656E7472  # "entr": serialises schema creation between agents
+MIGRATION_LOCK = 0x656E7472  # "entr": serialises schema creation between agents
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entragate_schema_version (version INTEGER NOT NULL)",
@@ -69,7 +63,7 @@ def redact(url: str) -> str:
     return redact_text(url)
 
 
-def _open(url: str, connect_timeout: int, **kwargs: Any) -> psycopg.Connection[Any]:
+def open_connection(url: str, connect_timeout: int, **kwargs: Any) -> psycopg.Connection[Any]:
     """A new connection; ``connect_timeout`` unless the URL sets its own."""
     if "connect_timeout" not in url:
         kwargs["connect_timeout"] = connect_timeout
@@ -109,7 +103,7 @@ class PostgresGrantStore(GrantStore):
         self._stop = threading.Event()
         self.listening = threading.Event()  # set while LISTEN is active (tests, diagnostics)
         with self._tx("create schema") as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             for statement in _SCHEMA:
                 conn.execute(statement)
             rows = conn.execute("SELECT version FROM entragate_schema_version").fetchall()
@@ -130,7 +124,7 @@ class PostgresGrantStore(GrantStore):
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            conn = _open(self.url, self.connect_timeout, autocommit=True)
+            conn = open_connection(self.url, self.connect_timeout, autocommit=True)
         except psycopg.Error as exc:
             raise StoreUnavailable(
                 f"cannot connect to grant store {redact(self.url)}: {exc}"
@@ -180,8 +174,10 @@ class PostgresGrantStore(GrantStore):
 
     _P = "%s"
 
-    def writer_lease(self, tenant_id: str) -> PostgresWriterLease:
-        return PostgresWriterLease(self.url, tenant_id)
+    def writer_lease(self, tenant_id: str, *, timeout: float = 10.0) -> WriterLease:
+        from .postgres_lease import PostgresWriterLease
+
+        return PostgresWriterLease(self.url, tenant_id, timeout=timeout)
 
     def _db_time(self, value: datetime) -> datetime:
         return value
@@ -269,143 +265,3 @@ class PostgresGrantStore(GrantStore):
                 with contextlib.suppress(Exception):
                     self._conn.close()
                 self._conn = None
-
-
-# ---------------------------------------------------------------------- the writer lease
-
-KEY_PREFIX = "entragate-writer:"
-
-
-def writer_lock_key(tenant_id: str) -> int:
-    """The advisory-lock key for ``tenant_id``: the same in every agent and every release.
-
-    The first 8 bytes of sha256("entragate-writer:" + tenant) as a signed bigint.
-    Tenant ids are case-insensitive, so they are lowered first. Agents of one tenant
-    must name it the same way (all by GUID, or all by the same domain).
-    """
-    digest = hashlib.sha256(f"{KEY_PREFIX}{tenant_id.strip().lower()}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-class PostgresWriterLease(WriterLease):
-    """``pg_try_advisory_lock(key)`` on a dedicated session; the lock lives as long as it."""
-
-    kind = "postgresql-advisory-lock"
-    connect_timeout = 5
-    # Client side: how long libpq waits for the server to acknowledge data (ms), and
-    # keepalives while idle. Server side: the same, so a vanished host's session (and
-    # its lock) is dropped within ~15 s instead of the OS default of two hours.
-    tcp_user_timeout_ms = 10_000
-    keepalives_idle = 5
-    keepalives_interval = 2
-    keepalives_count = 3
-
-    def __init__(self, url: str, tenant_id: str) -> None:
-        self.url = url
-        self.tenant_id = tenant_id
-        self.key = writer_lock_key(tenant_id)
-        self._conn: psycopg.Connection[Any] | None = None
-        self._held = False
-        self._lock = threading.Lock()
-        self._why = "another agent holds the writer lease"
-
-    def __repr__(self) -> str:
-        return f"PostgresWriterLease({redact(self.url)!r}, key={self.key})"
-
-    @property
-    def backend_pid(self) -> int | None:
-        """The lease session's server process id (tests, ``pg_stat_activity``)."""
-        conn = self._conn
-        if conn is None or conn.closed:
-            return None
-        return int(conn.info.backend_pid)
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        conn = _open(
-            self.url,
-            self.connect_timeout,
-            autocommit=True,
-            application_name="entragate-writer",
-            keepalives=1,
-            keepalives_idle=self.keepalives_idle,
-            keepalives_interval=self.keepalives_interval,
-            keepalives_count=self.keepalives_count,
-            tcp_user_timeout=self.tcp_user_timeout_ms,
-        )
-        for setting, value in (
-            ("tcp_keepalives_idle", self.keepalives_idle),
-            ("tcp_keepalives_interval", self.keepalives_interval),
-            ("tcp_keepalives_count", self.keepalives_count),
-            ("tcp_user_timeout", self.tcp_user_timeout_ms),  # PostgreSQL 12+
-            ("idle_session_timeout", 0),  # PostgreSQL 14+: a quiet lease is not idle
-            ("statement_timeout", 5000),
-        ):
-            with contextlib.suppress(psycopg.Error):
-                conn.execute(f"SET {setting} = {int(value)}")
-        return conn
-
-    def _drop(self) -> None:
-        conn, self._conn, self._held = self._conn, None, False
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            if self._held:
-                if self._verify():
-                    return True
-                self._drop()
-            try:
-                if self._conn is None or self._conn.closed or self._conn.broken:
-                    self._drop()
-                    self._conn = self._connect()
-                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-            except psycopg.Error as exc:
-                self._drop()
-                self.reachable = False
-                self._why = f"cannot reach {redact(self.url)}: {str(exc).strip()}"
-                return False
-            self.reachable = True
-            self._held = bool(row and row[0])
-            if not self._held:
-                self._why = f"another agent holds advisory lock {self.key} on {redact(self.url)}"
-            return self._held
-
-    def _verify(self) -> bool:
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            return False
-        try:
-            row = conn.execute(
-                """SELECT count(*) FROM pg_locks
-                   WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
-                     AND objsubid = 1 AND classid::bigint = %s AND objid::bigint = %s""",
-                ((self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF),
-            ).fetchone()
-        except psycopg.Error:
-            return False
-        return bool(row and row[0])
-
-    def held(self) -> bool:
-        with self._lock:
-            if not self._held:
-                return False
-            if self._verify():
-                return True
-            self._drop()
-            self._why = "the writer lease's database session ended"
-            return False
-
-    def release(self) -> None:
-        with self._lock:
-            if self._held and self._conn is not None:
-                with contextlib.suppress(Exception):
-                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-            self._drop()  # closing the session releases the lock in any case
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "key": self.key, "store": redact(self.url)}
-
-    def why_not(self) -> str:
-        return self._why

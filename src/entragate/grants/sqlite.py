@@ -204,8 +204,10 @@ class SQLiteGrantStore(GrantStore):
 
     # ------------------------------------------------------------------ backend hooks
 
-    def writer_lease(self, tenant_id: str) -> LocalWriterLease:
+    def writer_lease(self, tenant_id: str, *, timeout: float = 10.0) -> LocalWriterLease:
         # One lock per database file, not per tenant: a SQLite store serves one tenant today.
+        # No heartbeat: every agent on the file shares one host, and the kernel's flock
+        # ends with the process (docs/design.md#lease); ``timeout`` does not apply.
         return LocalWriterLease(lock_file_for(self.path))
 
     def _db_time(self, value: datetime) -> int:

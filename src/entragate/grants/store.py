@@ -190,8 +190,9 @@ class GrantStore(abc.ABC):
         """Monotonically increasing counter bumped by every committed mutation."""
 
     @abc.abstractmethod
-    def writer_lease(self, tenant_id: str) -> WriterLease:
-        """The lease that admits one writer of ``tenant_id`` among the agents on this store."""
+    def writer_lease(self, tenant_id: str, *, timeout: float = 10.0) -> WriterLease:
+        """The lease that admits one writer of ``tenant_id`` among the agents on this store;
+        a holder silent for ``timeout`` seconds is fenced where the backend can tell."""
 
     def wait_for_change(self, since: int, timeout: float) -> int:
         """Block until ``change_seq() > since`` or ``timeout`` seconds pass; return change_seq.

@@ -91,6 +91,8 @@ class WriterRole:
             self._lease_check_due = time.monotonic() + self.lease_check_interval
         self.standby_reason = None
         self._set_writer_metric()
+        if self.lease.fenced:
+            self.log.warning("writer.fenced", reason=self.lease.fenced, lease=self.lease.describe())
         self.log.info("writer.acquired", lease=self.lease.describe())
         self._on_acquired()
         return True
@@ -106,7 +108,7 @@ class WriterRole:
         except Exception:
             held = False
         if not held:
-            self._lose("the writer lease is no longer held (its session ended)")
+            self._lose("the writer lease is no longer held (its session or term ended)")
         return held
 
     def check_due(self) -> bool:
@@ -158,7 +160,10 @@ class WriterRole:
                 return
             self.writer = False
             self.fresh = False
-            self.in_doubt = True
+            # Lost while its source answers: another agent holds it (or will within a
+            # second). Lost while it does not: nobody is known to write (docs/design.md#outages).
+            assert self.lease is not None
+            self.in_doubt = not self.lease.reachable
             self._forget_remote()
         # A flapping connection should not win the lease straight back: standbys retry
         # every ``standby_retry``, so a healthy one takes over first.
