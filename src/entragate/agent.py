@@ -25,6 +25,8 @@ from entragate.sync.engine import SyncEngine
 from entragate.sync.pacer import Pacer
 from entragate.transport import new_session
 
+#: the longest the sync loop is waited for; a Graph request still running then is abandoned
+ENGINE_STOP = 6.0
 
 def build_graph(config: Config, pacer: Pacer, metrics: Metrics | None, env: Mapping[str, str] | None = None) -> GraphClient:
     return GraphClient(
@@ -100,8 +102,15 @@ class Agent:
         return self
 
     def stop(self) -> None:
+        """Shut down in order (docs/design.md#shutdown): the API drains while the sync
+        loop ends its current Graph write and gives the lease back; the store closes
+        only once no request can be answered any more."""
+        self.api.begin_stop()
+        engine = threading.Thread(target=self.engine.stop, kwargs={"timeout": ENGINE_STOP},
+                                  name="entragate-stop-sync")
+        engine.start()
         self.api.stop()
-        self.engine.stop()
+        engine.join()
         if self.sessions is not None:
             self.sessions.stop()
         self.store.close()
