@@ -23,6 +23,7 @@ from entragate.service import GrantService
 from entragate.sessions import session_revoker
 from entragate.sync.engine import SyncEngine
 from entragate.sync.pacer import Pacer
+from entragate.systemd import Notifier
 from entragate.transport import new_session
 
 #: the longest the sync loop is waited for; a Graph request still running then is abandoned
@@ -129,7 +130,9 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     ``reload`` reads the configuration again (raising ConfigError when it is invalid):
     a valid one replaces the running agent (its grants are in the store, so nothing is
     lost; requests in that moment may be answered 503), an invalid one is logged,
-    problem by problem, and the agent goes on with the old one.
+    problem by problem, and the agent goes on with the old one. Under systemd
+    (``NOTIFY_SOCKET``) it reports readiness, reloads and stopping, and pings the
+    watchdog while the sync loop lives (docs/design.md#shutdown).
     """
     configure_logging()
     exposure = config_file_exposure(Path(config.source)) if config.source else None
@@ -139,6 +142,7 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     stopped = threading.Event()
     reload_wanted = threading.Event()
     log = get_logger(component="agent")
+    notifier = Notifier()
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopped.set()
@@ -148,6 +152,8 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     if reload is not None:
         signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_wanted.set())
     agent.start()
+    notifier.ready()
+    notifier.start_watchdog(lambda: agent.engine.alive())
     try:
         while not stopped.wait(0.25):
             if reload is None or not reload_wanted.is_set():
@@ -159,6 +165,7 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
                 log.error("config.reload_failed", source=exc.source, problems=exc.problems,
                           note="kept the running configuration")
                 continue
+            notifier.reloading()
             agent.stop()
             try:
                 agent = Agent(new_config).start()
@@ -166,11 +173,16 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
                 log.error("config.reload_failed", source=new_config.source, error=f"{type(exc).__name__}: {exc}",
                           note="went back to the previous configuration")
                 agent = Agent(config).start()
+                notifier.ready()
                 continue
             config = new_config
+            notifier.ready()
             log.info("config.reloaded", source=new_config.source)
     finally:
+        notifier.stopping()
+        log.info("agent.stopping")
         agent.stop()
+        notifier.stop_watchdog()
     return 0
 
 
