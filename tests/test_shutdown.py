@@ -4,6 +4,8 @@ still there after a restart on the same store."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
@@ -15,6 +17,7 @@ from typing import Any
 import requests
 
 from entragate.emulator import Emulator
+from tests.helpers.postgres import PgServer
 from tests.helpers.process import TOKEN, healthy, start, write_config
 from tests.helpers.servers import free_port
 from tests.helpers.sync import public_addresses, wait_for
@@ -119,3 +122,63 @@ def test_sigterm_mid_burst_on_sqlite(emu: Emulator, app: Any, tmp_path: Path) ->
 
 def test_sigterm_mid_burst_on_postgresql(emu: Emulator, app: Any, tmp_path: Path, pg_url: str) -> None:
     sigterm_mid_burst(emu, app, tmp_path, pg_url)
+
+
+def _server_processes(server: PgServer) -> list[int]:
+    """The postmaster and its children (the backends of the agent's sessions among them)."""
+    main = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    pids = [main]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == main:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def test_sigterm_with_postgresql_frozen_answers_503_and_exits(
+    emu: Emulator, app: Any, tmp_path: Path, own_pg_server: PgServer
+) -> None:
+    """A store that hangs (PostgreSQL stopped with SIGSTOP, its sessions open): the grants
+    waiting on it are answered 503 ``shutting_down``, and the agent still exits 0."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = write_config(emu, app, tmp_path, port, store=own_pg_server.create_database())
+    log = tmp_path / "agent.log"
+    agent = start(config, log)
+    frozen: list[int] = []
+    try:
+        assert wait_for(lambda: healthy(url), 30), log.read_text()
+        burst = Burst(url)
+        burst.grant(0)
+        assert burst.statuses == {201: 1}, burst.statuses
+        frozen += _server_processes(own_pg_server)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        waiting = [threading.Thread(target=burst.grant, args=(i,)) for i in range(1, 4)]
+        for thread in waiting:
+            thread.start()
+        time.sleep(1)  # the three are waiting on the store
+        assert burst.statuses == {201: 1}, burst.statuses
+        signalled = time.monotonic()
+        agent.send_signal(signal.SIGTERM)
+        code = agent.wait(30)
+        exited_after = time.monotonic() - signalled
+        for thread in waiting:
+            thread.join(30)
+        text = log.read_text()
+        print(f"sigterm with the store frozen: statuses={dict(burst.statuses)} codes={dict(burst.codes)} "
+              f"resets={burst.resets} exit={code} after {exited_after:.2f} s")
+        assert code == 0, text[-3000:]
+        assert exited_after < 15, text[-3000:]
+        assert burst.statuses == {201: 1, 503: 3}, burst.statuses
+        assert burst.codes == {"shutting_down": 3}, burst.codes
+        assert burst.resets == 0
+        assert "api.internal_error" not in text
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(10)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,6 +31,8 @@ from entragate.transport import new_session
 
 #: the longest the sync loop is waited for; a Graph request still running then is abandoned
 ENGINE_STOP = 6.0
+#: after this many seconds of shutdown the process exits whatever still hangs (a frozen store)
+EXIT_LIMIT = 9.0
 
 def build_graph(config: Config, pacer: Pacer, metrics: Metrics | None, env: Mapping[str, str] | None = None) -> GraphClient:
     return GraphClient(
@@ -181,9 +186,31 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     finally:
         notifier.stopping()
         log.info("agent.stopping")
+        hard_stop = _exit_in(EXIT_LIMIT)
         agent.stop()
+        hard_stop.cancel()
         notifier.stop_watchdog()
     return 0
+
+
+def _exit_in(seconds: float) -> threading.Timer:
+    """Exit 0 after ``seconds`` unless cancelled: the orderly stop hangs on a frozen store
+    or Graph, and every grant answered 201 is committed already (docs/design.md#shutdown)."""
+
+    def give_up() -> None:
+        get_logger(component="agent").warning(
+            "agent.stop_abandoned", after_s=seconds,
+            note="the store or a Graph request did not answer; exiting anyway, nothing acknowledged is lost",
+        )
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] | None = None) -> dict[str, Any]:
