@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,8 +26,13 @@ from entragate.service import GrantService
 from entragate.sessions import session_revoker
 from entragate.sync.engine import SyncEngine
 from entragate.sync.pacer import Pacer
+from entragate.systemd import Notifier
 from entragate.transport import new_session
 
+#: the longest the sync loop is waited for; a Graph request still running then is abandoned
+ENGINE_STOP = 6.0
+#: after this many seconds of shutdown the process exits whatever still hangs (a frozen store)
+EXIT_LIMIT = 9.0
 
 def build_graph(config: Config, pacer: Pacer, metrics: Metrics | None, env: Mapping[str, str] | None = None) -> GraphClient:
     return GraphClient(
@@ -102,8 +110,15 @@ class Agent:
         return self
 
     def stop(self) -> None:
+        """Shut down in order (docs/design.md#shutdown): the API drains while the sync
+        loop ends its current Graph write and gives the lease back; the store closes
+        only once no request can be answered any more."""
+        self.api.begin_stop()
+        engine = threading.Thread(target=self.engine.stop, kwargs={"timeout": ENGINE_STOP},
+                                  name="entragate-stop-sync")
+        engine.start()
         self.api.stop()
-        self.engine.stop()
+        engine.join()
         if self.sessions is not None:
             self.sessions.stop()
         self.store.close()
@@ -122,7 +137,9 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     ``reload`` reads the configuration again (raising ConfigError when it is invalid):
     a valid one replaces the running agent (its grants are in the store, so nothing is
     lost; requests in that moment may be answered 503), an invalid one is logged,
-    problem by problem, and the agent goes on with the old one.
+    problem by problem, and the agent goes on with the old one. Under systemd
+    (``NOTIFY_SOCKET``) it reports readiness, reloads and stopping, and pings the
+    watchdog while the sync loop lives (docs/design.md#shutdown).
     """
     configure_logging()
     exposure = config_file_exposure(Path(config.source)) if config.source else None
@@ -132,6 +149,7 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     stopped = threading.Event()
     reload_wanted = threading.Event()
     log = get_logger(component="agent")
+    notifier = Notifier()
 
     def on_signal(signum: int, _frame: Any) -> None:
         stopped.set()
@@ -141,6 +159,8 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     if reload is not None:
         signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_wanted.set())
     agent.start()
+    notifier.ready()
+    notifier.start_watchdog(lambda: agent.engine.alive())
     try:
         while not stopped.wait(0.25):
             if reload is None or not reload_wanted.is_set():
@@ -152,6 +172,7 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
                 log.error("config.reload_failed", source=exc.source, problems=exc.problems,
                           note="kept the running configuration")
                 continue
+            notifier.reloading()
             agent.stop()
             try:
                 agent = Agent(new_config).start()
@@ -159,12 +180,39 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
                 log.error("config.reload_failed", source=new_config.source, error=f"{type(exc).__name__}: {exc}",
                           note="went back to the previous configuration")
                 agent = Agent(config).start()
+                notifier.ready()
                 continue
             config = new_config
+            notifier.ready()
             log.info("config.reloaded", source=new_config.source)
     finally:
+        notifier.stopping()
+        log.info("agent.stopping")
+        hard_stop = _exit_in(EXIT_LIMIT)
         agent.stop()
+        hard_stop.cancel()
+        notifier.stop_watchdog()
     return 0
+
+
+def _exit_in(seconds: float) -> threading.Timer:
+    """Exit 0 after ``seconds`` unless cancelled: the orderly stop hangs on a frozen store
+    or Graph, and every grant answered 201 is committed already (docs/design.md#shutdown)."""
+
+    def give_up() -> None:
+        get_logger(component="agent").warning(
+            "agent.stop_abandoned", after_s=seconds,
+            note="the store or a Graph request did not answer; exiting anyway, nothing acknowledged is lost",
+        )
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -65,11 +66,13 @@ rate = {rate:g}
     return path
 
 
-def start(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start(config: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``entragate run``; ``env``: variables added to this process's environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "entragate", "--config", str(config), "run"],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        env={**os.environ, **env} if env is not None else None,
     )
 
 

@@ -74,7 +74,7 @@ def create_app(api: ApiContext) -> App:
     app.add_exception_handler(Exception, _any_error)
     # the hot path: grants and revokes skip the framework's layers (docs/design.md#grant-path)
     direct = {("POST", "/v1/grants"): grants.create_grant, ("DELETE", "/v1/grants"): grants.revoke_grants}
-    return ApiMiddleware(app, api.token, direct)
+    return ApiMiddleware(app, api.token, direct, api.drain)
 
 
 async def _any_error(_request: Request, exc: Exception) -> JsonResponse:

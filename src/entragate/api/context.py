@@ -13,6 +13,7 @@ from entragate.metrics import Metrics
 from entragate.service import GrantService
 
 from .auth import BearerToken
+from .drain import Drain
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class ApiContext:
     not_ready_reason: Callable[[], tuple[str, str] | None] | None = None
     #: False when the sync loop is dead (/healthz then fails); None: always alive
     alive: Callable[[], bool] | None = None
+    #: requests in flight, and whether new ones are refused (docs/design.md#shutdown)
+    drain: Drain | None = None
 
 
 def context_of(request: Request) -> ApiContext:

@@ -2,11 +2,14 @@
 
 Pure ASGI, outside the application's routing, so that the token is checked before any
 route, 404 or 405 answers, and an error the application did not handle still answers
-in the API's error shape.
+in the API's error shape. While the agent drains (:mod:`entragate.api.drain`), new
+requests are answered 503 ``shutting_down`` here, on the direct path too, and answers
+close their connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 from entragate.logs import get_logger, printable
 
 from .auth import OPEN_PATHS, BearerToken, unauthorized
+from .drain import Drain, shutting_down
 from .errors import COMMON_HEADERS, api_error, send_error
 
 Scope = MutableMapping[str, Any]
@@ -23,6 +27,7 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+LIVENESS = "/healthz"  # answered while draining too: the process is alive
 _CLOSE = (b"connection", b"close")
 
 
@@ -45,16 +50,24 @@ class ApiMiddleware:
     the same; an error it raises answers through :func:`api_error`, as the
     application's catch-all handler does."""
 
-    def __init__(self, app: App, token: BearerToken, direct: Mapping[tuple[str, str], Endpoint] | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        token: BearerToken,
+        direct: Mapping[tuple[str, str], Endpoint] | None = None,
+        drain: Drain | None = None,
+    ) -> None:
         self.app = app
         self.token = token
         self.direct = direct or {}
+        self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
+        drain = self.drain
         answered: list[int] = []  # the status, once the response started
         body_pending = _announces_body(scope["headers"])
 
@@ -69,13 +82,19 @@ class ApiMiddleware:
             if message["type"] == "http.response.start":
                 answered.append(message["status"])
                 headers = [*message.get("headers", []), *COMMON_HEADERS]
-                if body_pending:
-                    # an unread body would be parsed as the next request on this connection
+                # an unread body would be parsed as the next request on this connection;
+                # a draining server takes no next request
+                closing = body_pending or (drain is not None and drain.draining)
+                if closing and not any(name.lower() == b"connection" for name, _ in headers):
                     headers.append(_CLOSE)
                 message = {**message, "headers": headers}
             await send(message)
 
+        counted = drain is not None and drain.enter()
         try:
+            if drain is not None and not counted and scope["path"] != LIVENESS:
+                await send_error(send_with_headers, shutting_down())
+                return
             if scope["path"] not in OPEN_PATHS and not self.token.accepts(scope["headers"]):
                 await send_error(send_with_headers, unauthorized())
                 return
@@ -89,7 +108,15 @@ class ApiMiddleware:
         except Exception as exc:  # the application's handlers answered (and logged) if they could
             if not answered:
                 await send_error(send_with_headers, api_error(exc))
+        except asyncio.CancelledError:  # the server gave up waiting on it: 503, never uvicorn's 500
+            if not answered:
+                await send_error(send_with_headers, shutting_down(
+                    "the agent is shutting down before this request finished; it may or may not "
+                    "have been stored: retry shortly (granting again is safe)"))
+            raise
         finally:
+            if counted and drain is not None:
+                drain.leave()
             _access_log(scope, answered[0] if answered else 0, started)
 
 

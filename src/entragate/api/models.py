@@ -22,7 +22,8 @@ class ErrorDetail(BaseModel):
         description="Stable code: an input reason (invalid_ip, forbidden_range, "
         "prefix_too_short, invalid_ttl, ttl_too_long, unknown_acl, …), a protocol code "
         "(malformed_json, invalid_request, unauthorized, body_too_large, not_found, "
-        "method_not_allowed, not_ready, store_unavailable, sync_loop_dead, overloaded) or an ENTRAnnn code",
+        "method_not_allowed, not_ready, store_unavailable, sync_loop_dead, overloaded, "
+        "shutting_down) or an ENTRAnnn code",
         examples=["forbidden_range", Code.ENTRA007],
     )
     message: str
@@ -129,6 +130,7 @@ BODY_ERRORS = {
 UNAUTHORIZED = {401: "Missing or wrong bearer token (`unauthorized`)"}
 COMMON_ERRORS = {
     **UNAUTHORIZED,
-    503: "The grant store is unavailable (`store_unavailable`), or too many requests at "
-    "once (`overloaded`)",
+    503: "The grant store is unavailable (`store_unavailable`), too many requests at "
+    "once (`overloaded`), or the agent is shutting down (`shutting_down`, with "
+    "`Retry-After`)",
 }

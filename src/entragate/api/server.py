@@ -1,8 +1,11 @@
 """The agent's HTTP API server: uvicorn on a thread of its own.
 
 ``start()`` binds the listening socket in the caller's thread (so "address in use"
-surfaces there), then serves on a background thread; ``stop()`` stops accepting,
-lets requests in flight finish (up to :data:`GRACEFUL_STOP` seconds) and returns.
+surfaces there), then serves on a background thread; ``stop()`` drains
+(docs/design.md#shutdown): new requests are answered 503 ``shutting_down`` while those
+in flight finish (up to :data:`entragate.api.drain.LIMIT` seconds), then the listener
+and every connection close (what is still running after :data:`GRACEFUL_STOP` more
+seconds is answered 503 too) and it returns.
 Limits (docs/design.md#api): bodies of at most 64 KiB, headers within
 ``header_timeout``, bodies within ``body_timeout``, idle keep-alive connections closed
 after :data:`KEEP_ALIVE`, at most :data:`MAX_CONCURRENCY` connections and requests at
@@ -32,12 +35,13 @@ from entragate.service import GrantService
 from .app import create_app
 from .auth import BearerToken
 from .context import ApiContext
+from .drain import Drain
 from .protocol import protocol_class
 
 BACKLOG = 2048
 MAX_CONCURRENCY = 1000
 KEEP_ALIVE = 5
-GRACEFUL_STOP = 5
+GRACEFUL_STOP = 1  # after the drain, which already waited for the requests in flight
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 10.0
 
@@ -108,6 +112,7 @@ class ApiServer:
         self._bound_port: int | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._drain: Drain | None = None
 
     @property
     def log(self) -> Any:
@@ -120,6 +125,7 @@ class ApiServer:
             return self
         sock = self._bind()
         self._bound_port = int(sock.getsockname()[1])
+        self._drain = Drain()
         app = create_app(
             ApiContext(
                 config=self.config,
@@ -132,6 +138,7 @@ class ApiServer:
                 body_timeout=self.body_timeout,
                 not_ready_reason=self.not_ready_reason,
                 alive=self.alive,
+                drain=self._drain,
             )
         )
         _route_uvicorn_logs()
@@ -197,10 +204,18 @@ class ApiServer:
             raise
         return sock
 
+    def begin_stop(self) -> None:
+        """From now on new requests are answered 503 ``shutting_down``; returns at once."""
+        if self._drain is not None:
+            self._drain.begin()
+
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is None:
             return
+        self.begin_stop()
+        if self._drain is not None and not self._drain.wait():
+            self.log.warning("api.drain_timeout", note="requests still in flight are answered 503 shutting_down")
         server.should_exit = True
         if self._thread is not None:
             self._thread.join(GRACEFUL_STOP + 5)

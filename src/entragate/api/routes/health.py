@@ -36,7 +36,8 @@ async def healthz(api: Context) -> JsonResponse:
     response_class=JsonResponse,
     responses=models.responses(
         (200, models.Ready, "Ready"),
-        {503: "Not ready yet (`not_ready`), or the grant store is down (`store_unavailable`)"},
+        {503: "Not ready yet (`not_ready`), the grant store is down (`store_unavailable`), "
+         "or the agent is shutting down (`shutting_down`)"},
     ),
 )
 def readyz(api: Context) -> JsonResponse:  # ready() may ask the store: a thread
