@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from entragate.agent import Agent
+from entragate.doctor.checks import WARN, check_locations
 from entragate.emulator import Emulator
 from entragate.emulator.state import WriteRecord
 from entragate.sync.foreign import FOREIGN_WINDOW, SLOW_REPAIR, ForeignPace, ForeignWriter
@@ -176,6 +177,11 @@ def test_a_script_patching_the_location_is_reported_and_repaired_slowly(
         assert_slow(repairs(emu, app.tenant_id, before, OURS)[1:])  # the first may precede the episode
         status = foreign_writer(agent)
         assert status is not None and status["changes"] >= 3 and status["last_change"]["at"]
+        # doctor's locations check, given the agent's status, names the location and what to do
+        result = check_locations(agent.config, agent.graph.list_locations(), agent.engine.status())
+        assert result.status == WARN and "being changed by someone else" in result.summary
+        assert [c.details["location"] for c in result.causes if c.id == "foreign_writer"] == [LOCATION]
+        assert any("own store" in fix for fix in result.fix)
         stop.set()
         thread.join(10)
         # the other writer stopped: the episode ends and the location is ours again
