@@ -54,6 +54,12 @@ class Metrics:
             ["acl", "location", "code"],
             registry=self.registry,
         )
+        self.foreign_writer = Gauge(
+            "entragate_foreign_writer",
+            "1 while someone else keeps changing the named location (repairs slowed down)",
+            ["acl", "location"],
+            registry=self.registry,
+        )
         self.writer = Gauge(
             "entragate_writer",
             "1 while this agent is its tenant's writer, 0 while it is a standby",
@@ -111,6 +117,9 @@ class Metrics:
             if code is not None:
                 self._error_codes[key] = code
                 self.location_last_error.labels(acl=acl, location=location, code=code).set(1)
+
+    def set_foreign_writer(self, acl: str, location: str, active: bool) -> None:
+        self.foreign_writer.labels(acl=acl, location=location).set(1 if active else 0)
 
     def observe_lag(self, seconds: float) -> None:
         self.grant_applied_lag.observe(max(0.0, float(seconds)))

@@ -319,6 +319,25 @@ def _token_check(
     return token_result(None, host=config.login_host, timed_out=True, timeout=timeout, os_info=os_info)
 
 
+def _agent_status(config: Config) -> dict[str, Any] | None:
+    """The running agent's ``GET /v1/status`` (what it saw of other writers), or None when
+    no agent answers on loopback or its token is not readable here."""
+    from entragate.agent_client import AgentClient, agent_url, agent_verify
+    from entragate.api import find_api_token
+
+    try:
+        token = find_api_token(config)
+        if not token:
+            return None
+        client = AgentClient(agent_url(config), token, timeout=2.0, verify=agent_verify(config))
+        try:
+            return client.status() if client.reachable() else None
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - the agent's view is extra; the doctor stands without it
+        return None
+
+
 def _graph_checks(
     config: Config, graph: Mapping[str, Any], results: Mapping[str, CheckResult]
 ) -> dict[str, CheckResult]:
@@ -335,7 +354,7 @@ def _graph_checks(
     out = {"permissions": check_permissions(access_token, revoke_sessions=revoke)}
     graph_error: EntraError | None = None
     if "locations" in graph:
-        out["locations"] = check_locations(config, graph["locations"])
+        out["locations"] = check_locations(config, graph["locations"], _agent_status(config))
         out["policies"] = _policies_check(config, graph, access_token)
     else:
         out["policies"] = _skip("policies", "the named locations could not be read (see locations)")

@@ -35,6 +35,9 @@ class NamedLocation:
     odata_type: str
     is_trusted: bool
     cidrs: tuple[str, ...]
+    #: Graph's ``modifiedDateTime`` as it gave it (None when absent): a change we did not
+    #: make shows as a new value (docs/design.md#foreign-writer)
+    modified: str | None = None
 
     @property
     def is_ip(self) -> bool:
@@ -49,6 +52,7 @@ class NamedLocation:
             odata_type=str(item.get("@odata.type", "")),
             is_trusted=bool(item.get("isTrusted", False)),
             cidrs=tuple(str(r.get("cidrAddress", "")) for r in ranges if isinstance(r, dict)),
+            modified=str(item["modifiedDateTime"]) if item.get("modifiedDateTime") else None,
         )
 
 

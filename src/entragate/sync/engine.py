@@ -7,6 +7,7 @@ its scheduling; the parts it drives live beside it:
 
 - ``role.py``: writer or standby, by the store's writer lease (docs/design.md#lease);
 - ``drift.py``: reading Entra and adopting what it holds (the verify pass);
+  ``foreign.py``: another writer on the same location, and the slow repairs it gets;
 - ``tracker.py``, ``desired.py`` and ``shard.py``: each ACL's desired ranges and their
   placement over shard locations, updated change by change; which shard the next
   slot goes to;
@@ -36,6 +37,7 @@ from entragate.graph.client import GraphClient
 from entragate.logs import get_logger
 from entragate.sync.drift import adopt
 from entragate.sync.expiry import Expiry
+from entragate.sync.foreign import ForeignPace
 from entragate.sync.narrowing import Narrowing
 from entragate.sync.pacer import Pacer, PacerStopped
 from entragate.sync.ranges import location_name
@@ -66,6 +68,7 @@ class SyncEngine:
         lease: WriterLease | None = None,
         standby_retry: float = 1.0,
         lease_check_interval: float = 1.0,
+        foreign_pace: ForeignPace | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -75,6 +78,7 @@ class SyncEngine:
         self.parked_retry = parked_retry
         self.backoff_cap = backoff_cap
         self.placeholder = config.agent.placeholder
+        self.foreign_pace = foreign_pace or ForeignPace.for_verify(config.agent.verify_interval)
         self.log = get_logger(component="sync")
         self._lock = threading.RLock()  # guards the shards and the role's flags
         self._wake = threading.Event()
@@ -284,6 +288,8 @@ class SyncEngine:
         for state in all_states(self.shards):
             if state.parked_until:
                 candidates.append(state.parked_until - now)
+            if held := state.repair_hold(state.desired, self.foreign_pace):
+                candidates.append(held - now)  # docs/design.md#foreign-writer
         if self._has_pending_work():
             candidates.append(self.pacer.seconds_until_ready())
         return max(0.0, min(candidates))
@@ -291,7 +297,9 @@ class SyncEngine:
     def _has_pending_work(self) -> bool:
         with self._lock:
             return self.tracker.behind() or any(
-                shard.dirty and not self.shards[name][shard.index].parked_until
+                shard.dirty
+                and not self.shards[name][shard.index].parked_until
+                and not self.shards[name][shard.index].repair_hold(shard.ranges_to_write(), self.foreign_pace)
                 for name, desired in self.desired.items()
                 for shard in desired.shards
             )
@@ -352,6 +360,8 @@ class SyncEngine:
                     locations,
                     host=self.graph.host,
                     park=self.failures.park,
+                    pace=self.foreign_pace,
+                    metrics=self.metrics,
                 ) or stale
             if stale:
                 # Graph is eventually consistent: poll (paced) until it shows our write.
@@ -380,12 +390,13 @@ class SyncEngine:
             if not self.role.writer or not self.role.fresh:
                 return None  # only a writer that has read Entra in this term writes
             self.tracker.apply_queued()
+            held: set[int] = set()  # repairs that wait for another writer (docs/design.md#foreign-writer)
             while True:
                 shard = most_due(
                     shard
                     for name, desired in self.desired.items()
                     for shard in desired.shards
-                    if not (self.shards[name][shard.index].parked_until > now)
+                    if not (self.shards[name][shard.index].parked_until > now) and id(shard) not in held
                 )
                 if shard is None:
                     return None
@@ -397,6 +408,9 @@ class SyncEngine:
                     or state.applied != set(state.desired)
                     or state.location.is_trusted != acl.trusted
                 ):
+                    if state.repair_hold(state.desired, self.foreign_pace):
+                        held.add(id(shard))
+                        continue
                     return acl, state, shard
                 shard.settle(shard.take(), written=True)  # Entra holds it already
 

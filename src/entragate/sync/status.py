@@ -28,6 +28,7 @@ def location_status(state: LocationState, placeholder: str) -> dict[str, Any]:
         if error is None
         else {"code": error.code, "message": error.message, "request_id": error.request_id},
         "throttled_until": rfc3339(state.throttled_until) if state.throttled_until else None,
+        "foreign_writer": state.foreign.describe(),
     }
 
 

@@ -175,6 +175,7 @@ class LocationWriter:
                 state.location.odata_type,
                 acl.trusted,
                 state.location.cidrs,
+                state.location.modified,
             )
         else:
             self.graph.replace_ranges(state.location, ranges)

@@ -5,7 +5,8 @@ throttling; plus the result for a failed Graph read."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from entragate.config import AclConfig, Config
 from entragate.doctor.causes import Cause
@@ -92,7 +93,41 @@ def _static_problems(config: Config) -> list[str]:
     return problems
 
 
-def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
+def foreign_writer_causes(agent_status: Mapping[str, Any] | None) -> list[Cause]:
+    """The running agent's locations that someone else keeps changing
+    (docs/design.md#foreign-writer), from its ``GET /v1/status``."""
+    causes = []
+    for acl_name, acl in ((agent_status or {}).get("acls") or {}).items():
+        for entry in acl.get("locations") or ():
+            episode = entry.get("foreign_writer")
+            if not episode:
+                continue
+            last = episode.get("last_change") or {}
+            changed = ", ".join(
+                [f"added {', '.join(last.get('added') or [])}"] * bool(last.get("added"))
+                + [f"removed {', '.join(last.get('removed') or [])}"] * bool(last.get("removed"))
+            ) or "rewrote it"
+            causes.append(Cause(
+                "foreign_writer",
+                f"acl {acl_name}: {entry.get('name')!r} is being changed by someone else "
+                f"({episode.get('changes')} changes since {episode.get('since')}; last: {changed}); "
+                "the agent repairs it slowly while this lasts.",
+                details={"acl": acl_name, "location": entry.get("name"), **episode},
+            ))
+    return causes
+
+
+FOREIGN_WRITER_FIX = (
+    "find the other writer: a second entragate agent on this tenant with its own store (the "
+    "common cause: point every agent at one shared PostgreSQL store, or stop the extra one), "
+    "a script or automation (Terraform, CIPP, a scheduled job), or a person editing the "
+    "location in the portal; give entragate its own location and leave it alone"
+)
+
+
+def check_locations(
+    config: Config, locations: Sequence[object], agent_status: Mapping[str, Any] | None = None
+) -> CheckResult:
     from entragate.graph.client import NamedLocation
     from entragate.graph.matching import closest_names, resolve_location
 
@@ -154,6 +189,12 @@ def check_locations(config: Config, locations: Sequence[object]) -> CheckResult:
             )
         parts.append(f"{acl.name} -> {loc.display_name} ({len(loc.cidrs)} ranges)")
     summary = f"{len(locs)} named location(s); " + "; ".join(parts)
+    foreign = foreign_writer_causes(agent_status)
+    if foreign:
+        summary += "; " + "; ".join(
+            f"{c.details['location']} is being changed by someone else" for c in foreign
+        )
+        return CheckResult("locations", WARN, summary, causes=warns + foreign, fix=[FOREIGN_WRITER_FIX])
     if warns:
         return CheckResult("locations", WARN, summary, causes=warns)
     return CheckResult("locations", PASS, summary)
