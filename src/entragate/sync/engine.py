@@ -44,7 +44,7 @@ from entragate.sync.ranges import location_name
 from entragate.sync.role import WriterRole
 from entragate.sync.shard import Shard, Ticket, most_due, passed_over
 from entragate.sync.state import LocationState, Shards, all_states
-from entragate.sync.status import acl_status, plan_entry
+from entragate.sync.status import engine_plan, engine_status
 from entragate.sync.supervisor import Restarts
 from entragate.sync.tracker import DesiredTracker
 from entragate.sync.writer import Failures, LocationWriter
@@ -459,39 +459,9 @@ class SyncEngine:
     # ---------------------------------------------------------------- reporting
 
     def status(self) -> dict[str, Any]:
-        """Per ACL and location. A standby shows the desired ranges from the shared
-        store but not the applied ones (only the writer reads Entra): those are null."""
-        self._absorb()  # while the store is down: what this process last knew
-        with self._lock:
-            self.tracker.report()
-            writer = self.role.writer
-            acls = {}
-            for name, states in self.shards.items():
-                acl = self.config.acls[name]
-                grants = self.desired[name].grants
-                acls[name] = acl_status(acl, states, grants, self.placeholder, writer=writer)
-        result: dict[str, Any] = {"writer": writer, "role": "writer" if writer else "standby"}
-        result["store_unavailable"] = self.health.describe()
-        if self.lease is not None:
-            result["lease"] = self.lease.describe()
-            if not writer and self.role.standby_reason:
-                result["standby_reason"] = self.role.standby_reason
-            if self.role.in_doubt:
-                result["lease_in_doubt"] = self.narrowing.describe()
-        result["ready"] = self.ready()
-        result["pace"] = {"rate": self.pacer.rate, "current": round(self.pacer.pace, 4)}
-        result["acls"] = acls
-        return result
+        """Per ACL and location (sync/status.py ``engine_status``)."""
+        return engine_status(self)
 
     def plan(self) -> dict[str, Any]:
         """What a sync would write now: ranges to add and remove per location."""
-        self.tracker.absorb()
-        with self._lock:
-            return {
-                name: [
-                    plan_entry(state, shard.ranges_to_write(), self.placeholder)
-                    for state, shard in zip(self.shards[name], desired.shards, strict=True)
-                    if shard.opened
-                ]
-                for name, desired in self.desired.items()
-            }
+        return engine_plan(self)

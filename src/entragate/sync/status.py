@@ -5,11 +5,14 @@ Counts and ranges leave the placeholder out: it only keeps an empty location val
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from entragate.config import AclConfig
 from entragate.grants.store import rfc3339
 from entragate.sync.state import LocationState
+
+if TYPE_CHECKING:
+    from entragate.sync.engine import SyncEngine
 
 
 def location_status(state: LocationState, placeholder: str) -> dict[str, Any]:
@@ -63,3 +66,43 @@ def plan_entry(state: LocationState, ranges: list[str], placeholder: str) -> dic
         "remove": sorted(applied - set(ranges) - {placeholder}),
         "write": state.location is None or applied != set(ranges),
     }
+
+
+def engine_status(engine: SyncEngine) -> dict[str, Any]:
+    """Per ACL and location. A standby shows the desired ranges from the shared
+    store but not the applied ones (only the writer reads Entra): those are null."""
+    engine._absorb()  # while the store is down: what this process last knew
+    with engine._lock:
+        engine.tracker.report()
+        writer = engine.role.writer
+        acls = {}
+        for name, states in engine.shards.items():
+            acl = engine.config.acls[name]
+            grants = engine.desired[name].grants
+            acls[name] = acl_status(acl, states, grants, engine.placeholder, writer=writer)
+    result: dict[str, Any] = {"writer": writer, "role": "writer" if writer else "standby"}
+    result["store_unavailable"] = engine.health.describe()
+    if engine.lease is not None:
+        result["lease"] = engine.lease.describe()
+        if not writer and engine.role.standby_reason:
+            result["standby_reason"] = engine.role.standby_reason
+        if engine.role.in_doubt:
+            result["lease_in_doubt"] = engine.narrowing.describe()
+    result["ready"] = engine.ready()
+    result["pace"] = {"rate": engine.pacer.rate, "current": round(engine.pacer.pace, 4)}
+    result["acls"] = acls
+    return result
+
+
+def engine_plan(engine: SyncEngine) -> dict[str, Any]:
+    """What a sync would write now: ranges to add and remove per location."""
+    engine.tracker.absorb()
+    with engine._lock:
+        return {
+            name: [
+                plan_entry(state, shard.ranges_to_write(), engine.placeholder)
+                for state, shard in zip(engine.shards[name], desired.shards, strict=True)
+                if shard.opened
+            ]
+            for name, desired in engine.desired.items()
+        }
