@@ -29,7 +29,6 @@ TABLE_TITLES = {
 
 def _dataclass_default(key: Key) -> Any:
     from entragate.config import AclConfig, AgentConfig, Config
-
     from entragate.tenants import TenantConfig
 
     cls = {"": Config, "agent": AgentConfig, "tenant": TenantConfig, "acl": AclConfig}[key.table]
