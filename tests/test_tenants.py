@@ -126,3 +126,22 @@ def test_global_and_usgov_tenants_each_write_their_own_location(
         assert len(emu.writes(gov.tenant_id)) == gov_writes
         assert {g.cidr for g in agent.store.active("gov")} == {"81.2.69.20/32", "81.2.69.21/32"}
         assert expand(["81.2.69.20/32"]) <= (remote_ranges(emu, gov.tenant_id, "Entragate gov") or set())
+
+
+def test_a_single_tenant_store_needs_no_migration(emu: Emulator, app: Any, tmp_path: Path) -> None:
+    """Grants name their ACL, not a tenant: a store written before tenants were configured
+    serves a multi-tenant agent as it is, every grant in its ACL's tenant."""
+    from datetime import UTC, datetime, timedelta
+
+    from entragate.grants import open_store
+
+    other = new_app(emu)
+    config = multi_config(emu, app, tmp_path, {"other": tenant_config(emu, "other", other)})
+    with open_store(config.agent.store) as old:  # as a single-tenant agent left it
+        for i in range(3):
+            old.add("staff", f"user{i}", f"81.2.69.{10 + i}/32", datetime.now(UTC) + timedelta(hours=1))
+    with Agent(config, parked_retry=0.5, backoff_cap=2.0) as agent:
+        wanted = {f"81.2.69.{10 + i}/32" for i in range(3)}
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id, "Entragate staff") == wanted, 30)
+        assert len(agent.store.active("staff")) == 3
+        assert remote_ranges(emu, other.tenant_id, "Entragate staff") is None
