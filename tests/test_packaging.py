@@ -57,6 +57,9 @@ def test_alert_rules_use_only_metrics_the_agent_exports() -> None:
     metrics.set_error("staff", "Entragate staff", "ENTRA005")
     metrics.graph_response("GET", 200)
     metrics.observe_lag(1.0)
+    metrics.set_writer(True)
+    metrics.throttled()
+    metrics.set_pace(1.0)
     exported = set(re.findall(r"^(entragate_\w+?)(?:\{| )", metrics.render().decode(), re.M))
     used = {name for rule in alert_rules() for name in re.findall(r"entragate_\w+", str(rule["expr"]))}
     assert used, "the rules use no entragate metric"
