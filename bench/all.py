@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("burst", "scale", "churn", "plan", "storm", "ingest")
+BENCHES = ("burst", "scale", "churn", "plan", "storm", "ingest", "tenants")
 
 
 def main(argv: list[str] | None = None) -> int:

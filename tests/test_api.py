@@ -98,7 +98,7 @@ def test_status_health_ready_metrics_openapi(api: Harness) -> None:
     api.service.grant("staff", V4, "alice", ttl=60)
     status, headers, text = api.request("GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert b'entragate_grants_active{acl="staff"} 1.0' in text
+    assert b'entragate_grants_active{acl="staff",tenant="default"} 1.0' in text
     assert api.request("GET", "/metrics", token=None)[0] == 401
 
     status, _, doc = api.request("GET", "/v1/openapi.json")
@@ -300,12 +300,12 @@ def test_metrics_series() -> None:
     m.set_error("staff", "entragate staff", Code.ENTRA002)
     m.observe_lag(1.5)
     text = m.render().decode()
-    assert 'entragate_graph_requests_total{method="PATCH",status="204"} 1.0' in text
-    assert "entragate_throttled_total 1.0" in text
-    assert 'entragate_location_ranges{acl="staff",location="entragate staff"} 4.0' in text
-    assert f'code="{Code.ENTRA002}",location="entragate staff"}} 1.0' in text
+    assert 'entragate_graph_requests_total{method="PATCH",status="204",tenant="default"} 1.0' in text
+    assert 'entragate_throttled_total{tenant="default"} 1.0' in text
+    assert 'entragate_location_ranges{acl="staff",location="entragate staff",tenant="default"} 4.0' in text
+    assert f'code="{Code.ENTRA002}",location="entragate staff",tenant="default"}} 1.0' in text
     assert Code.ENTRA005 not in text
-    assert "entragate_grant_applied_lag_seconds_count 1.0" in text
+    assert 'entragate_grant_applied_lag_seconds_count{tenant="default"} 1.0' in text
     m.set_error("staff", "entragate staff", None)
     assert Code.ENTRA002 not in m.render().decode()
     assert Metrics().render() != text.encode()  # registries are independent
@@ -476,7 +476,7 @@ def test_metrics_carry_no_secret_user_or_address(api: Harness) -> None:
         if "{" in line and not line.startswith("#")
         for part in line[line.index("{") + 1 : line.index("}")].split(",")
     }
-    assert labels <= {"acl", "location", "method", "status", "code", "le"}
+    assert labels <= {"tenant", "acl", "location", "method", "status", "code", "le"}
 
 
 def test_access_log_escapes_control_characters(api: Harness, log_stream: io.StringIO) -> None:

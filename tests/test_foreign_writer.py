@@ -166,7 +166,7 @@ def test_a_script_patching_the_location_is_reported_and_repaired_slowly(
         started = events(log_stream, "started")
         assert len(started) == 1 and started[0]["location"] == LOCATION
         assert started[0]["added"] and set(started[0]["added"]) <= set(THEIRS)
-        assert 'entragate_foreign_writer{acl="staff",location="Entragate staff"} 1.0' in agent.metrics.render().decode()
+        assert 'entragate_foreign_writer{acl="staff",location="Entragate staff",tenant="default"} 1.0' in agent.metrics.render().decode()
         # over many verify passes and dozens of foreign writes, our repairs stay slow
         active_from = len(emu.writes(app.tenant_id))
         reads = emu.counters.get("GET namedLocations", 0)
@@ -188,7 +188,7 @@ def test_a_script_patching_the_location_is_reported_and_repaired_slowly(
         assert wait_for(lambda: foreign_writer(agent) is None, 30)
         assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {OURS}, 30)
         assert len(events(log_stream, "ended")) == 1 and len(events(log_stream, "started")) == 1
-        assert 'entragate_foreign_writer{acl="staff",location="Entragate staff"} 0.0' in agent.metrics.render().decode()
+        assert 'entragate_foreign_writer{acl="staff",location="Entragate staff",tenant="default"} 0.0' in agent.metrics.render().decode()
     finally:
         stop.set()
         session.close()

@@ -93,8 +93,8 @@ def test_exactly_one_writer_and_grants_through_either_agent_reach_entra(
         assert expand(status["acls"]["staff"]["locations"][0]["ranges_applied"]) == wanted
 
         assert ready(a.agent) == 200 and ready(b.agent) == 200
-        assert b"entragate_writer 1.0" in writer.agent.metrics.render()
-        assert b"entragate_writer 0.0" in standby.agent.metrics.render()
+        assert b'entragate_writer{tenant="default"} 1.0' in writer.agent.metrics.render()
+        assert b'entragate_writer{tenant="default"} 0.0' in standby.agent.metrics.render()
         # every write came from the writer; the standby never even read Entra
         assert owners(emu, app.tenant_id, [a, b]) and terms(owners(emu, app.tenant_id, [a, b])) == [writer.name]
         assert not standby.sent

@@ -130,7 +130,7 @@ def test_bad_input_is_refused_and_changes_nothing(
     service.grant("staff", V4_OTHER, "carol", ttl=60)
     before = snapshot(store)
     calls: list[int] = []
-    service.on_change = lambda: calls.append(1)
+    service.on_change = lambda acl: calls.append(1)
     with pytest.raises(InvalidGrant) as info:
         service.grant(acl, ip, "alice", **kw)
     assert info.value.reason == reason
@@ -190,7 +190,7 @@ def test_revoke_one_holder_or_all(
     service: GrantService, store: GrantStore, log_stream: io.StringIO
 ) -> None:
     calls: list[int] = []
-    service.on_change = lambda: calls.append(1)
+    service.on_change = lambda acl: calls.append(1)
     for user in ("alice", "bob", "carol"):
         service.grant("staff", V4, user, ttl=60)
     assert service.revoke("staff", V4, "alice") == 1

@@ -146,7 +146,7 @@ def test_a_429_while_we_left_budget_unused_slows_the_pace_then_it_recovers(
             assert wait_for(lambda i=i: f"81.6.{i + 1}.1/32" in (remote_ranges(emu, app.tenant_id) or set()))
         pace = agent.engine.status()["pace"]
         assert pace == {"rate": 20.0, "current": 20.0}
-        assert b"entragate_pace_requests_per_second 20.0" in agent.metrics.render()
+        assert b'entragate_pace_requests_per_second{tenant="default"} 20.0' in agent.metrics.render()
     finally:
         agent.stop()
 

@@ -18,7 +18,6 @@ from entragate.config import Config, ConfigError
 from entragate.grants import open_store
 from entragate.grants.lease import WriterLease
 from entragate.grants.store import GrantStore
-from entragate.graph.client import GraphClient
 from entragate.logs import configure_logging, get_logger, store_label
 from entragate.metrics import Metrics
 from entragate.private_files import config_file_exposure
@@ -27,24 +26,26 @@ from entragate.sessions import session_revoker
 from entragate.sync.engine import SyncEngine
 from entragate.sync.pacer import Pacer
 from entragate.systemd import Notifier
-from entragate.transport import new_session
+from entragate.tenant_runtime import TenantRuntime, build_graph
+from entragate.tenant_status import agent_status
+
+__all__ = ["Agent", "build_graph", "run_agent", "sync_once"]
 
 #: the longest the sync loop is waited for; a Graph request still running then is abandoned
 ENGINE_STOP = 6.0
 #: after this many seconds of shutdown the process exits whatever still hangs (a frozen store)
 EXIT_LIMIT = 9.0
 
-def build_graph(config: Config, pacer: Pacer, metrics: Metrics | None, env: Mapping[str, str] | None = None) -> GraphClient:
-    return GraphClient(
-        config,
-        new_session(config, env),
-        before_request=pacer.acquire,
-        on_response=metrics.graph_response if metrics is not None else None,
-    )
-
 
 class Agent:
-    """Everything ``entragate run`` starts; tests start it in-process."""
+    """Everything ``entragate run`` starts; tests start it in-process.
+
+    One :class:`TenantRuntime` per tenant with ACLs (docs/design.md#tenants): its own
+    Graph client and token cache, pacer, writer lease and writer thread. ``engine``,
+    ``graph``, ``pacer``, ``lease`` and ``sessions`` are the first tenant's (the default
+    one when it has ACLs): all there is in a single-tenant agent. ``lease`` given here
+    is that tenant's.
+    """
 
     def __init__(
         self,
@@ -61,52 +62,75 @@ class Agent:
         self.config = config
         self.metrics = Metrics()
         self.store = store or open_store(config.agent.store)
-        self.pacer = Pacer(config.agent.rate)
-        self.graph = build_graph(config, self.pacer, self.metrics, env)
-        # One writer per tenant among the agents sharing this store (docs/design.md#lease).
-        self.lease = lease or self.store.writer_lease(
-            config.tenant_id, timeout=config.agent.lease_timeout
-        )
-        self.engine = SyncEngine(
-            config, self.store, self.graph, self.pacer, metrics=self.metrics,
-            parked_retry=parked_retry,
-            backoff_cap=backoff_cap,
-            lease=self.lease,
-            standby_retry=standby_retry,
-        )
-        self.service = GrantService(config, self.store, on_change=self.engine.notify)
-        # Ended grants → revoked sessions, on a thread and pacer of its own (docs/design.md#sessions).
-        self.sessions = session_revoker(config, self.store, self.graph)
+        names = config.serving_tenants()
+        self.tenants: dict[str, TenantRuntime] = {
+            name: TenantRuntime(
+                config, name, self.store, self.metrics, env=env, lease=lease if i == 0 else None,
+                parked_retry=parked_retry, backoff_cap=backoff_cap, standby_retry=standby_retry,
+            )
+            for i, name in enumerate(names)
+        }
+        first = self.tenants[names[0]]
+        self.pacer, self.graph, self.lease, self.engine = first.pacer, first.graph, first.lease, first.engine
+        self.sessions = first.sessions
+        self.service = GrantService(config, self.store, on_change=self.notify)
         self.token = load_or_create_api_token(config)
         self.api = ApiServer(
             config,
             self.service,
             token=self.token,
             status=self.status,
-            ready=self.engine.ready,
-            not_ready_reason=self.engine.not_ready_reason,
-            alive=self.engine.alive,
+            ready=self.ready,
+            not_ready_reason=self.not_ready_reason,
+            alive=self.alive,
             metrics=self.metrics,
             port=listen_port,
         )
         self.log = get_logger(component="agent")
+
+    def runtime_of(self, acl: str) -> TenantRuntime | None:
+        """The tenant runtime whose writer keeps ``acl``'s location."""
+        known = self.config.acls.get(acl)
+        return self.tenants.get(known.tenant) if known is not None else None
+
+    def notify(self, acl: str) -> None:
+        """A grant of ``acl`` changed: wake its tenant's writer (only it)."""
+        runtime = self.runtime_of(acl)
+        if runtime is not None:
+            runtime.engine.notify()
+
+    def ready(self) -> bool:
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> tuple[str, str] | None:
+        """A single tenant: its writer's reason. Several: the store must answer, and each
+        tenant's writer must have read its locations, unless its attempt failed (status
+        shows why; the other tenants and the API go on: docs/design.md#tenants)."""
+        if len(self.tenants) == 1:
+            return self.engine.not_ready_reason()
+        for name, runtime in self.tenants.items():
+            reason = runtime.engine.not_ready_reason()
+            if reason is None or (reason[0] == "not_ready" and runtime.failing()):
+                continue
+            return reason[0], f"tenant {name}: {reason[1]}"
+        return None
+
+    def alive(self) -> bool:
+        return all(runtime.engine.alive() for runtime in self.tenants.values())
 
     @property
     def api_url(self) -> str:
         return str(self.api.url)
 
     def status(self) -> dict[str, Any]:
-        result = self.engine.status()
-        if self.sessions is not None:
-            result["sessions"] = self.sessions.status()
-        return result
+        return agent_status(self.tenants)
 
     def start(self) -> Agent:
-        if self.sessions is not None:
-            self.sessions.start()
         self.api.start()
-        self.engine.start()
-        self.log.info("agent.started", listen=self.api_url, acls=sorted(self.config.acls), store=store_label(self.config.agent.store))
+        for runtime in self.tenants.values():
+            runtime.start()
+        self.log.info("agent.started", listen=self.api_url, acls=sorted(self.config.acls),
+                      tenants=sorted(self.tenants), store=store_label(self.config.agent.store))
         return self
 
     def stop(self) -> None:
@@ -114,13 +138,16 @@ class Agent:
         loop ends its current Graph write and gives the lease back; the store closes
         only once no request can be answered any more."""
         self.api.begin_stop()
-        engine = threading.Thread(target=self.engine.stop, kwargs={"timeout": ENGINE_STOP},
-                                  name="entragate-stop-sync")
-        engine.start()
+        stoppers = [
+            threading.Thread(target=runtime.stop, kwargs={"timeout": ENGINE_STOP},
+                             name=f"entragate-stop-{name}")
+            for name, runtime in self.tenants.items()
+        ]
+        for stopper in stoppers:
+            stopper.start()
         self.api.stop()
-        engine.join()
-        if self.sessions is not None:
-            self.sessions.stop()
+        for stopper in stoppers:
+            stopper.join()
         self.store.close()
         self.log.info("agent.stopped")
 
@@ -160,7 +187,7 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
         signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_wanted.set())
     agent.start()
     notifier.ready()
-    notifier.start_watchdog(lambda: agent.engine.alive())
+    notifier.start_watchdog(agent.alive)
     try:
         while not stopped.wait(0.25):
             if reload is None or not reload_wanted.is_set():
@@ -216,11 +243,27 @@ def _exit_in(seconds: float) -> threading.Timer:
 
 
 def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``entragate sync --once``: read Entra, then write (or only show) what differs.
+    """``entragate sync --once``: read Entra, then write (or only show) what differs, for
+    each tenant with ACLs in turn (docs/design.md#tenants).
 
     Writing takes the tenant's writer lease like an agent does; while a running
     agent holds it, nothing is written (that agent reconciles continuously).
     """
+    names = config.serving_tenants()
+    if len(names) == 1:
+        return _sync_tenant(config.for_tenant(names[0]), dry_run=dry_run, env=env)
+    results = {name: _sync_tenant(config.for_tenant(name), dry_run=dry_run, env=env) for name in names}
+    merged: dict[str, Any] = {"dry_run": dry_run, "plan": {}}
+    for result in results.values():
+        merged["plan"].update(result["plan"])
+    if not dry_run:
+        merged["writes"] = sum(result["writes"] for result in results.values())
+        merged["tenants"] = {name: result["status"] for name, result in results.items()}
+    return merged
+
+
+def _sync_tenant(config: Config, *, dry_run: bool, env: Mapping[str, str] | None) -> dict[str, Any]:
+    """:func:`sync_once` of one tenant (``config`` is its single-tenant view)."""
     pacer = Pacer(config.agent.rate)
     store = open_store(config.agent.store)
     lease = None if dry_run else store.writer_lease(
@@ -233,7 +276,7 @@ def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] |
         if lease is not None and not engine.acquire_writer():
             raise AgentError(
                 "writer_busy",
-                f"another agent is the writer for this tenant ({lease.why_not()}); "
+                f"another agent is the writer for tenant {config.tenant_name} ({lease.why_not()}); "
                 "it keeps Entra in sync: nothing was written (try --dry-run to see the plan)",
             )
         if not dry_run:

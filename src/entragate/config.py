@@ -19,18 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from entragate.config_check import (
-    check_certificate,
-    check_listen,
-    check_secret_file,
-    check_trust_file,
-)
+from entragate.config_check import check_listen
 from entragate.config_keys import did_you_mean, table_keys
-from entragate.config_values import CLOUDS, Cloud, ConnectTo, Secret
+from entragate.config_values import CLOUDS, Cloud, ConnectTo, Secret, ValueReader
 from entragate.exposure import tls_problems
+from entragate.tenants import (
+    DEFAULT_TENANT,
+    GUID,
+    IDENTITY_FIELDS,
+    TenantConfig,
+    parse_tenant,
+    parse_tenant_tables,
+    serving_tenants,
+    tenant_of_config,
+    tenant_problems,
+    tenant_view,
+)
 
 __all__ = ["CLOUDS", "AclConfig", "AgentConfig", "Cloud", "Config", "ConfigError", "ConnectTo", "Secret",
-           "find_config_file", "load_config", "looks_like_secret_id"]
+           "TenantConfig", "find_config_file", "load_config", "looks_like_secret_id"]
 
 DEFAULT_PATHS = (Path("/etc/entragate/config.toml"), Path("entragate.toml"))
 
@@ -48,6 +55,8 @@ class AclConfig:
     max_locations: int = 1
     #: Revoke a user's sessions when their last grant in this ACL ends (docs/design.md#sessions).
     revoke_sessions: bool = False
+    #: The tenant holding the location (docs/design.md#tenants).
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,28 @@ class Config:
     acls: dict[str, AclConfig] = field(default_factory=dict)
     agent: AgentConfig = field(default_factory=AgentConfig)
     source: str | None = None
+    #: The ``[tenant.NAME]`` tables; the top-level fields above are ``tenant_name``'s.
+    tenants: dict[str, TenantConfig] = field(default_factory=dict)
+    tenant_name: str = DEFAULT_TENANT
+
+    def tenant(self, name: str) -> TenantConfig:
+        """One tenant's settings; KeyError naming the configured ones for an unknown name."""
+        return tenant_of_config(self, name)
+
+    def tenant_of(self, acl: str) -> TenantConfig:
+        """The tenant holding ``acl``'s location."""
+        return tenant_of_config(self, self.acls[acl].tenant)
+
+    def tenant_names(self) -> list[str]:
+        return [self.tenant_name, *self.tenants]
+
+    def serving_tenants(self) -> list[str]:
+        """The tenants with ACLs (each gets its own writer), the default tenant first."""
+        return serving_tenants(self)
+
+    def for_tenant(self, name: str) -> Config:
+        """The single-tenant configuration of one tenant (its identity, its ACLs)."""
+        return tenant_view(self, name)
 
     @property
     def authority(self) -> str:
@@ -132,7 +163,6 @@ class ConfigError(Exception):
 _SIMPLE_KEYS = table_keys("")
 _AGENT_KEYS = table_keys("agent")
 _ACL_KEYS = table_keys("acl")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 def find_config_file(path: str | Path | None, env: Mapping[str, str]) -> Path | None:
@@ -190,7 +220,8 @@ def load_config(
     top: dict[str, Any] = {k: raw[k] for k in _SIMPLE_KEYS if k in raw}
     agent_raw: dict[str, Any] = dict(raw.get("agent", {}) or {})
     acl_raw: dict[str, Any] = dict(raw.get("acl", {}) or {})
-    known_top = set(_SIMPLE_KEYS) | {"agent", "acl"}
+    tenant_raw: Any = raw.get("tenant")
+    known_top = set(_SIMPLE_KEYS) | {"agent", "tenant", "acl"}
     for key in raw:
         if key not in known_top:
             problems.append(f"unknown key {key!r}{did_you_mean(key, '')}")
@@ -217,118 +248,17 @@ def load_config(
                 acl_raw.setdefault(name.strip(), {})["location"] = location.strip() or name.strip()
 
     base = file_path.parent if file_path else Path.cwd()
+    read = ValueReader(problems, base)
+    as_path, as_str, as_number, as_bool = read.as_path, read.as_str, read.as_number, read.as_bool
 
-    def as_path(key: str, value: Any) -> Path | None:
-        if value in (None, ""):
-            return None
-        if not isinstance(value, str):
-            problems.append(f"{key} must be a path string")
-            return None
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base / p
-
-    def as_str(key: str, value: Any) -> str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            problems.append(f"{key} must be a string")
-            return ""
-        return value
-
-    def as_number(key: str, value: Any, default: float, minimum: float = 0.0) -> float:
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            problems.append(f"{key} must be a number, got {value!r}")
-            return default
-        if number <= minimum:
-            problems.append(f"{key} must be greater than {minimum:g}, got {value!r}")
-            return default
-        return number
-
-    def as_bool(key: str, value: Any, default: bool) -> bool:
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
-            return False
-        problems.append(f"{key} must be true or false, got {value!r}")
-        return default
-
-    # --- cloud and hosts
-    cloud = as_str("cloud", top.get("cloud")) or "global"
-    if cloud not in CLOUDS:
-        problems.append(f"cloud {cloud!r} is not one of {', '.join(CLOUDS)}")
-        cloud = "global"
-    login_host = as_str("login_host", top.get("login_host")) or CLOUDS[cloud].login_host
-    graph_host = as_str("graph_host", top.get("graph_host")) or CLOUDS[cloud].graph_host
-
-    # --- credentials
-    tenant_id = as_str("tenant_id", top.get("tenant_id")).strip()
-    client_id = as_str("client_id", top.get("client_id")).strip()
-    secret_value = top.get("client_secret")
-    secret_file = as_path("client_secret_file", top.get("client_secret_file"))
-    if secret_value is None and secret_file is not None:
-        try:
-            secret_value = secret_file.read_text(encoding="utf-8").strip("\r\n")
-        except OSError as exc:
-            problems.append(f"client_secret_file {secret_file}: {exc.strerror}")
-        problems += check_secret_file("client_secret_file", secret_file)
-    client_secret = Secret(as_str("client_secret", secret_value)) if secret_value else None
-    client_certificate = as_path("client_certificate", top.get("client_certificate"))
-    cert_password_value = top.get("client_certificate_password")
-    client_certificate_password = (
-        Secret(as_str("client_certificate_password", cert_password_value))
-        if cert_password_value
-        else None
+    # --- the default tenant: the top-level keys (docs/design.md#tenants)
+    acls_of_default = not tenant_raw or any(
+        not isinstance(t, dict) or t.get("tenant", DEFAULT_TENANT) == DEFAULT_TENANT for t in acl_raw.values()
     )
-    if require_credentials:
-        if not tenant_id:
-            problems.append("tenant_id is missing (the directory (tenant) ID of your Entra tenant)")
-        if not client_id:
-            problems.append("client_id is missing (the application (client) ID)")
-        if client_secret is None and client_certificate is None:
-            problems.append(
-                "no credential: set client_secret, client_secret_file or client_certificate"
-            )
-    if client_secret is not None and client_certificate is not None:
-        problems.append("set either client_secret or client_certificate, not both")
-    if require_credentials:
-        problems += check_certificate(
-            client_certificate,
-            client_certificate_password.reveal() if client_certificate_password else None,
-        )
-    if tenant_id and not (_GUID.match(tenant_id) or "." in tenant_id):
-        problems.append(
-            f"tenant_id {tenant_id!r} is neither a GUID nor a domain such as contoso.onmicrosoft.com"
-        )
-
-    # --- trust, proxy, routing
-    ca_bundle = as_path("ca_bundle", top.get("ca_bundle"))
-    if ca_bundle is None:
-        ca_bundle_origin = None
-    expected_roots = as_path("expected_roots", top.get("expected_roots"))
-    if require_credentials:
-        problems += check_trust_file("ca_bundle", ca_bundle)
-        problems += check_trust_file("expected_roots", expected_roots)
-    proxy = as_str("proxy", top.get("proxy")) or None
-    connect_to_raw = top.get("connect_to") or []
-    if isinstance(connect_to_raw, str):
-        connect_to_raw = [e for e in re.split(r"[,\s]+", connect_to_raw) if e]
-    connect_to: list[ConnectTo] = []
-    if not isinstance(connect_to_raw, list):
-        problems.append("connect_to must be a list of HOST1:PORT1:HOST2:PORT2 strings")
-        connect_to_raw = []
-    for entry in connect_to_raw:
-        try:
-            connect_to.append(ConnectTo.parse(str(entry)))
-        except ValueError as exc:
-            problems.append(str(exc))
+    default = parse_tenant(
+        DEFAULT_TENANT, top, read, rate=1.0, require_credentials=require_credentials and acls_of_default,
+        ca_bundle_origin=ca_bundle_origin,
+    )
     timeout = as_number("timeout", top.get("timeout"), 10.0)
 
     # --- agent
@@ -363,6 +293,9 @@ def load_config(
     problems += tls_problems(agent)
     if not agent.store.startswith(("sqlite:", "postgresql://", "postgres://")):
         problems.append(f"agent.store {agent.store!r} must start with sqlite:/// or postgresql://")
+    tenants = parse_tenant_tables(
+        tenant_raw, read, default=default, rate=agent.rate, require_credentials=require_credentials
+    )
 
     # --- ACLs
     acls: dict[str, AclConfig] = {}
@@ -395,33 +328,24 @@ def load_config(
                 as_number(f"acl.{name}.max_locations", table.get("max_locations"), 1)
             ),
             revoke_sessions=as_bool(f"acl.{name}.revoke_sessions", table.get("revoke_sessions"), False),
+            tenant=as_str(f"acl.{name}.tenant", table.get("tenant")) or DEFAULT_TENANT,
         )
         if acls[name].max_locations > 195:
             problems.append(f"acl.{name}.max_locations exceeds Microsoft's 195 named locations")
 
+    problems += tenant_problems(default, tenants, acls)
     if problems:
         raise ConfigError(problems, source)
     return Config(
-        tenant_id=tenant_id,
-        client_id=client_id,
-        client_secret=client_secret,
-        client_certificate=client_certificate,
-        client_certificate_password=client_certificate_password,
-        cloud=cloud,
-        login_host=login_host.lower(),
-        graph_host=graph_host.lower(),
-        ca_bundle=ca_bundle,
-        ca_bundle_origin=ca_bundle_origin,
-        expected_roots=expected_roots,
-        proxy=proxy,
-        connect_to=tuple(connect_to),
+        **{f: getattr(default, f) for f in IDENTITY_FIELDS},
         timeout=timeout,
         acls=acls,
         agent=agent,
         source=source,
+        tenants=tenants,
     )
 
 
 def looks_like_secret_id(secret: Secret | None) -> bool:
     """Entra shows a secret's ID (a GUID) beside its Value; people paste the wrong one."""
-    return secret is not None and bool(_GUID.match(secret.reveal().strip()))
+    return secret is not None and bool(GUID.match(secret.reveal().strip()))

@@ -53,22 +53,22 @@ def check_secret_file(key: str, path: Path) -> list[str]:
     return []
 
 
-def check_certificate(path: Path | None, password: str | None) -> list[str]:
+def check_certificate(path: Path | None, password: str | None, *, key: str = "client_certificate") -> list[str]:
     """``client_certificate``: readable, private, and a usable key + certificate pair."""
     problems: list[str] = []
     if path is None:
         return problems
-    if _read("client_certificate", path, problems) is None:
+    if _read(key, path, problems) is None:
         return problems
-    problems += check_secret_file("client_certificate", path)
+    problems += check_secret_file(key, path)
     from entragate.credentials import CredentialError, load_certificate_credential
 
     try:
         load_certificate_credential(path, password)
     except CredentialError as exc:
-        problems.append(f"client_certificate {path} {exc}")
+        problems.append(f"{key} {path} {exc}")
     except ValueError as exc:
-        problems.append(f"client_certificate {path} cannot be read: {str(exc)[:120]}")
+        problems.append(f"{key} {path} cannot be read: {str(exc)[:120]}")
     return problems
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key: ``table`` is "" (top level), "agent" or "acl"."""
+    """One configuration key: ``table`` is "" (top level), "agent", "tenant" or "acl"."""
 
     table: str
     name: str
@@ -27,14 +27,13 @@ class Key:
 
     @property
     def dotted(self) -> str:
-        return {"": self.name, "agent": f"agent.{self.name}", "acl": f"acl.NAME.{self.name}"}[
-            self.table
-        ]
+        return {"": self.name, "agent": f"agent.{self.name}", "tenant": f"tenant.NAME.{self.name}",
+                "acl": f"acl.NAME.{self.name}"}[self.table]
 
     @property
     def env(self) -> str | None:
         """``ENTRAGATE_<KEY>``: top-level and ``[agent]`` keys only (ACLs: ``ENTRAGATE_ACLS``)."""
-        return None if self.table == "acl" else f"ENTRAGATE_{self.name.upper()}"
+        return None if self.table in ("acl", "tenant") else f"ENTRAGATE_{self.name.upper()}"
 
 
 KEYS: tuple[Key, ...] = (
@@ -120,6 +119,30 @@ KEYS: tuple[Key, ...] = (
         "expiry, flush), revoke the user's sign-in sessions (Graph revokeSignInSessions, needs "
         "User.RevokeSessions.All), so tokens issued while the grant was active stop working. "
         "Each grant's user must then be a UPN or an object id.", "false"),
+    Key("acl", "tenant", "string", "The tenant whose named location this is: a [tenant.NAME] "
+        "table's name, or default (the top-level keys).", '"default"'),
+)
+
+#: The keys a ``[tenant.NAME]`` table takes: the top-level identity and network keys
+#: (network ones default to the top level's, docs/design.md#tenants) and its own rate.
+_TENANT_TABLE = ("tenant_id", "client_id", "client_secret", "client_secret_file", "client_certificate",
+                 "client_certificate_password", "cloud", "login_host", "graph_host", "ca_bundle",
+                 "expected_roots", "proxy", "connect_to")
+_INHERITED = ("ca_bundle", "expected_roots", "proxy", "connect_to")
+
+
+def _tenant_default(key: Key) -> str:
+    if key.name in _INHERITED:
+        return "the top-level one"
+    return key.default or ('"global"' if key.name == "cloud" else "(none)")
+
+
+KEYS += tuple(
+    Key("tenant", k.name, k.type, k.description, k.example, _tenant_default(k), k.secret)
+    for k in KEYS if k.table == "" and k.name in _TENANT_TABLE
+) + (
+    Key("tenant", "rate", "number", "Graph requests per second for this tenant (its own budget).",
+        "1", "agent.rate"),
 )
 
 
@@ -129,6 +152,6 @@ def table_keys(table: str) -> tuple[str, ...]:
 
 def did_you_mean(name: str, table: str) -> str:
     """`` (did you mean 'x'?)`` for the closest known key of ``table``, or ``""``."""
-    known = list(table_keys(table)) + (["agent", "acl"] if table == "" else [])
+    known = list(table_keys(table)) + (["agent", "tenant", "acl"] if table == "" else [])
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,4 +1,5 @@
-"""The value types of the configuration: clouds, ``connect_to`` entries, secrets.
+"""The value types of the configuration: clouds, ``connect_to`` entries, secrets, and the
+conversions of raw values (``ValueReader``).
 
 ``entragate.config`` re-exports them; they live apart so that the loader stays one
 readable piece.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,55 @@ class ConnectTo:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}:{self.target_host}:{self.target_port}"
+
+
+class ValueReader:
+    """The loader's conversions: each bad value becomes a problem naming its key (and
+    the default is used), so one pass reports every mistake. Relative paths are taken
+    from the configuration file's directory (``base``)."""
+
+    def __init__(self, problems: list[str], base: Path) -> None:
+        self.problems = problems
+        self.base = base
+
+    def as_path(self, key: str, value: Any) -> Path | None:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str):
+            self.problems.append(f"{key} must be a path string")
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base / p
+
+    def as_str(self, key: str, value: Any) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            self.problems.append(f"{key} must be a string")
+            return ""
+        return value
+
+    def as_number(self, key: str, value: Any, default: float, minimum: float = 0.0) -> float:
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.problems.append(f"{key} must be a number, got {value!r}")
+            return default
+        if number <= minimum:
+            self.problems.append(f"{key} must be greater than {minimum:g}, got {value!r}")
+            return default
+        return number
+
+    def as_bool(self, key: str, value: Any, default: bool) -> bool:
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{key} must be true or false, got {value!r}")
+        return default

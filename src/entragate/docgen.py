@@ -22,14 +22,16 @@ from entragate.config_keys import KEYS, Key
 TABLE_TITLES = {
     "": "Top level",
     "agent": "`[agent]`",
+    "tenant": "`[tenant.NAME]` (one table per further tenant; the top-level keys are the tenant `default`)",
     "acl": "`[acl.NAME]` (one table per access list)",
 }
 
 
 def _dataclass_default(key: Key) -> Any:
     from entragate.config import AclConfig, AgentConfig, Config
+    from entragate.tenants import TenantConfig
 
-    cls = {"": Config, "agent": AgentConfig, "acl": AclConfig}[key.table]
+    cls = {"": Config, "agent": AgentConfig, "tenant": TenantConfig, "acl": AclConfig}[key.table]
     for f in dataclasses.fields(cls):
         if f.name == key.name and f.default is not dataclasses.MISSING:
             return f.default
@@ -96,7 +98,8 @@ def render_example() -> str:
         "# commented out, with its default or an example value. Reference: docs/configuration.md",
         "# Check a file with: entragate --config /etc/entragate/config.toml config check",
     ]
-    sections = {"": None, "agent": "[agent]", "acl": "[acl.staff]"}
+    # [tenant.NAME] stays commented: an empty tenant table would need credentials
+    sections = {"": None, "agent": "[agent]", "tenant": "# [tenant.customer]", "acl": "[acl.staff]"}
     for table, header in sections.items():
         lines.append("")
         if header:

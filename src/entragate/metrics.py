@@ -1,7 +1,10 @@
 """Prometheus metrics of one agent, on a registry of its own.
 
 Each :class:`Metrics` owns a ``CollectorRegistry`` (never the process-global one),
-so tests and embedded agents can create as many as they like.
+so tests and embedded agents can create as many as they like. Everything about Graph,
+the writer and the locations carries a ``tenant`` label (docs/design.md#tenants):
+each tenant's writer updates them through its :meth:`Metrics.for_tenant` view; the
+store's health is the agent's, unlabelled.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from entragate.tenants import DEFAULT_TENANT
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -24,51 +29,54 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
-        self._error_codes: dict[tuple[str, str], str] = {}
+        self._error_codes: dict[tuple[str, str, str], str] = {}
         self.grants_active = Gauge(
             "entragate_grants_active",
             "Active grants per ACL",
-            ["acl"],
+            ["tenant", "acl"],
             registry=self.registry,
         )
         self.location_ranges = Gauge(
             "entragate_location_ranges",
             "IP ranges last written to each named location (placeholder excluded)",
-            ["acl", "location"],
+            ["tenant", "acl", "location"],
             registry=self.registry,
         )
         self.graph_requests = Counter(
             "entragate_graph_requests",
             "Microsoft Graph requests by method and HTTP status",
-            ["method", "status"],
+            ["tenant", "method", "status"],
             registry=self.registry,
         )
         self.throttled_count = Counter(
             "entragate_throttled",
             "Graph answers 429 (throttled)",
+            ["tenant"],
             registry=self.registry,
         )
         self.location_last_error = Gauge(
             "entragate_location_last_error",
             "1 for the error code a named location currently fails with",
-            ["acl", "location", "code"],
+            ["tenant", "acl", "location", "code"],
             registry=self.registry,
         )
         self.foreign_writer = Gauge(
             "entragate_foreign_writer",
             "1 while someone else keeps changing the named location (repairs slowed down)",
-            ["acl", "location"],
+            ["tenant", "acl", "location"],
             registry=self.registry,
         )
         self.writer = Gauge(
             "entragate_writer",
             "1 while this agent is its tenant's writer, 0 while it is a standby",
+            ["tenant"],
             registry=self.registry,
         )
         self.pace = Gauge(
             "entragate_pace_requests_per_second",
             "Graph requests per second the writer allows itself now (at most agent.rate; "
             "lower while other tools spend the tenant's budget)",
+            ["tenant"],
             registry=self.registry,
         )
         self.store_up = Gauge(
@@ -79,52 +87,97 @@ class Metrics:
         self.grant_applied_lag = Histogram(
             "entragate_grant_applied_lag_seconds",
             "Seconds from a grant being stored to its range being written to Entra",
+            ["tenant"],
             buckets=_LAG_BUCKETS,
             registry=self.registry,
         )
 
     # ------------------------------------------------------------------ updates
 
-    def graph_response(self, method: str, status: int | str) -> None:
-        self.graph_requests.labels(method=method.upper(), status=str(status)).inc()
+    def for_tenant(self, tenant: str) -> TenantMetrics:
+        """The updates of one tenant's writer, labelled with its name."""
+        return TenantMetrics(self, tenant)
 
-    def set_writer(self, writer: bool) -> None:
-        self.writer.set(1 if writer else 0)
+    def graph_response(self, method: str, status: int | str, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.graph_requests.labels(tenant=tenant, method=method.upper(), status=str(status)).inc()
+
+    def set_writer(self, writer: bool, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.writer.labels(tenant=tenant).set(1 if writer else 0)
 
     def set_store_up(self, up: bool) -> None:
         self.store_up.set(1 if up else 0)
 
-    def throttled(self) -> None:
-        self.throttled_count.inc()
+    def throttled(self, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.throttled_count.labels(tenant=tenant).inc()
 
-    def set_pace(self, pace: float) -> None:
-        self.pace.set(pace)
+    def set_pace(self, pace: float, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.pace.labels(tenant=tenant).set(pace)
 
-    def set_grants(self, acl: str, n: int) -> None:
-        self.grants_active.labels(acl=acl).set(n)
+    def set_grants(self, acl: str, n: int, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.grants_active.labels(tenant=tenant, acl=acl).set(n)
 
-    def set_ranges(self, acl: str, location: str, n: int) -> None:
-        self.location_ranges.labels(acl=acl, location=location).set(n)
+    def set_ranges(self, acl: str, location: str, n: int, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.location_ranges.labels(tenant=tenant, acl=acl, location=location).set(n)
 
-    def set_error(self, acl: str, location: str, code: str | None) -> None:
+    def set_error(self, acl: str, location: str, code: str | None, *, tenant: str = DEFAULT_TENANT) -> None:
         """Make ``code`` the location's current error (None: no error); the old series goes."""
-        key = (acl, location)
+        key = (tenant, acl, location)
         with self._lock:
             previous = self._error_codes.pop(key, None)
             if previous is not None and previous != code:
                 with contextlib.suppress(KeyError):
-                    self.location_last_error.remove(acl, location, previous)
+                    self.location_last_error.remove(tenant, acl, location, previous)
             if code is not None:
                 self._error_codes[key] = code
-                self.location_last_error.labels(acl=acl, location=location, code=code).set(1)
+                self.location_last_error.labels(tenant=tenant, acl=acl, location=location, code=code).set(1)
 
-    def set_foreign_writer(self, acl: str, location: str, active: bool) -> None:
-        self.foreign_writer.labels(acl=acl, location=location).set(1 if active else 0)
+    def set_foreign_writer(
+        self, acl: str, location: str, active: bool, *, tenant: str = DEFAULT_TENANT
+    ) -> None:
+        self.foreign_writer.labels(tenant=tenant, acl=acl, location=location).set(1 if active else 0)
 
-    def observe_lag(self, seconds: float) -> None:
-        self.grant_applied_lag.observe(max(0.0, float(seconds)))
+    def observe_lag(self, seconds: float, *, tenant: str = DEFAULT_TENANT) -> None:
+        self.grant_applied_lag.labels(tenant=tenant).observe(max(0.0, float(seconds)))
 
     # ------------------------------------------------------------------ exposition
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class TenantMetrics:
+    """:class:`Metrics` as one tenant's writer sees it: the same updates, its label."""
+
+    def __init__(self, metrics: Metrics, tenant: str) -> None:
+        self.metrics = metrics
+        self.tenant = tenant
+
+    def graph_response(self, method: str, status: int | str) -> None:
+        self.metrics.graph_response(method, status, tenant=self.tenant)
+
+    def set_writer(self, writer: bool) -> None:
+        self.metrics.set_writer(writer, tenant=self.tenant)
+
+    def set_store_up(self, up: bool) -> None:
+        self.metrics.set_store_up(up)
+
+    def throttled(self) -> None:
+        self.metrics.throttled(tenant=self.tenant)
+
+    def set_pace(self, pace: float) -> None:
+        self.metrics.set_pace(pace, tenant=self.tenant)
+
+    def set_grants(self, acl: str, n: int) -> None:
+        self.metrics.set_grants(acl, n, tenant=self.tenant)
+
+    def set_ranges(self, acl: str, location: str, n: int) -> None:
+        self.metrics.set_ranges(acl, location, n, tenant=self.tenant)
+
+    def set_error(self, acl: str, location: str, code: str | None) -> None:
+        self.metrics.set_error(acl, location, code, tenant=self.tenant)
+
+    def observe_lag(self, seconds: float) -> None:
+        self.metrics.observe_lag(seconds, tenant=self.tenant)
+
+    def set_foreign_writer(self, acl: str, location: str, active: bool) -> None:
+        self.metrics.set_foreign_writer(acl, location, active, tenant=self.tenant)

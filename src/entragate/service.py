@@ -112,7 +112,7 @@ class GrantService:
         store: GrantStore,
         *,
         capacity: Capacity | None = None,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -216,13 +216,14 @@ class GrantService:
         )
         self.log.info(
             "grant.renewed" if renewed else "grant.created",
+            tenant=self._tenant(grant.acl),
             acl=grant.acl,
             user=grant.user,
             cidr=grant.cidr,
             expires_at=rfc3339(grant.expires_at),
             source=grant.source,
         )
-        self._changed()
+        self._changed(grant.acl)
         return grant
 
     def revoke(self, acl: str, ip: str, user: str | None = None) -> int:
@@ -241,7 +242,7 @@ class GrantService:
         """End every grant of ``acl``."""
         acl = self.check_acl(acl)
         ended = self._ended(self.store.flush(acl), reason="flush")
-        self.log.info("acl.flushed", acl=acl, ended=ended)
+        self.log.info("acl.flushed", tenant=self._tenant(acl), acl=acl, ended=ended)
         return ended
 
     def list(self, acl: str | None = None) -> builtins.list[Grant]:
@@ -254,6 +255,7 @@ class GrantService:
         for grant in removed:
             self.log.info(
                 "grant.revoked",
+                tenant=self._tenant(grant.acl),
                 acl=grant.acl,
                 user=grant.user,
                 cidr=grant.cidr,
@@ -261,13 +263,18 @@ class GrantService:
                 source=grant.source,
                 **extra,
             )
-        if removed:
-            self._changed()
+        for acl in sorted({grant.acl for grant in removed}):
+            self._changed(acl)
         return len(removed)
 
-    def _changed(self) -> None:
+    def _tenant(self, acl: str) -> str:
+        known = self.config.acls.get(acl)
+        return known.tenant if known is not None else self.config.tenant_name
+
+    def _changed(self, acl: str) -> None:
+        """Wake the writer of ``acl``'s tenant (docs/design.md#tenants)."""
         if self.on_change is not None:
             try:
-                self.on_change()
+                self.on_change(acl)
             except Exception as exc:  # the grant is stored; a wake-up hook must not undo that
                 self.log.warning("grant.on_change_failed", error=type(exc).__name__)

@@ -18,6 +18,7 @@ from entragate.cli.base import (
 )
 from entragate.config import Config
 from entragate.logs import printable
+from entragate.tenant_status import only_tenant
 
 
 @click.command(
@@ -26,23 +27,35 @@ from entragate.logs import printable
     "while any location is failing or not in sync, or the grant store is down (0 otherwise), so a monitor can run it. "
     "Without a running agent it shows the stored grants only."
 )
+@click.option("--tenant", "tenant", metavar="NAME", default=None,
+              help="Only this tenant (default, or a [tenant.NAME] table's name) and its ACLs.")
 @json_option
 @click.pass_context
-def status(ctx: click.Context, json_flag: bool) -> None:
+def status(ctx: click.Context, tenant: str | None, json_flag: bool) -> None:
     """Show the agent's sync state (or, without an agent, the stored grants).
 
     Example:
 
     \b
       entragate status --json
+      entragate status --tenant contoso
     """
     config = load_cli_config(ctx)
+    if tenant is not None and tenant not in config.tenant_names():
+        raise click.UsageError(f"no tenant {tenant!r} in the configuration (configured: "
+                               f"{', '.join(config.tenant_names())})")
     with operation_errors(), open_backend(config) as backend:
         if backend.mode == "agent":
+            remote = backend.client.status()
+            if tenant is not None:
+                try:
+                    remote = only_tenant(remote, tenant)
+                except KeyError as exc:
+                    raise click.ClickException(str(exc.args[0])) from None
             data: dict[str, Any] = {
                 "mode": "agent",
                 "agent": backend.where,
-                **backend.client.status(),
+                **remote,
             }
         else:
             grants = backend.list(None)
@@ -58,6 +71,7 @@ def status(ctx: click.Context, json_flag: bool) -> None:
                         "grants": [g for g in grants if g["acl"] == name],
                     }
                     for name, acl in config.acls.items()
+                    if tenant is None or acl.tenant == tenant
                 },
             }
     unsettled = _unsettled(data)

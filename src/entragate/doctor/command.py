@@ -99,10 +99,18 @@ def emit(report: Report, as_json: bool) -> None:
     metavar="TIME",
     help="With --chain: judge validity at this ISO 8601 time (default: now), e.g. when it was saved.",
 )
+@click.option(
+    "--tenant",
+    "tenant",
+    default=None,
+    metavar="NAME",
+    help="Only this tenant (default, or a [tenant.NAME] table's name); by default every tenant, concurrently.",
+)
 @click.pass_context
 def doctor_command(
     ctx: click.Context,
     config_path: Path | None,
+    tenant: str | None,
     as_json: bool,
     os_release: str,
     chain_path: Path | None,
@@ -125,9 +133,41 @@ def doctor_command(
             run_chain(config, env, os_release, chain_path, host=host, export_root=export_root,
                       at=at, as_json=as_json)
         )
-    report = run_doctor(config, env, os_release)
-    emit(report, as_json)
-    sys.exit(0 if report.ok else 1)
+    if tenant is not None and tenant not in config.tenant_names():
+        raise click.UsageError(f"no tenant {tenant!r} in the configuration (configured: "
+                               f"{', '.join(config.tenant_names())})")
+    names = [tenant] if tenant is not None else doctored_tenants(config)
+    if len(names) == 1 and (tenant is not None or not config.tenants):
+        report = run_doctor(config.for_tenant(names[0]), env, os_release)
+        emit(report, as_json)
+        sys.exit(0 if report.ok else 1)
+    reports = run_tenants(config, names, env, os_release)
+    if as_json:
+        click.echo(json.dumps({"ok": all(r.ok for r in reports.values()),
+                               "tenants": {n: r.to_json() for n, r in reports.items()}}, indent=2))
+    else:
+        for name, report in reports.items():
+            who = config.tenant(name)
+            click.echo(f"tenant {name} ({who.tenant_id or 'no tenant_id'}, {who.cloud})")
+            emit(report, False)
+            click.echo("")
+    sys.exit(0 if all(r.ok for r in reports.values()) else 1)
+
+
+def doctored_tenants(config: Config) -> list[str]:
+    """Every tenant with ACLs or a tenant_id (an unused, empty default tenant is left out)."""
+    serving = config.serving_tenants()
+    return [n for n in config.tenant_names() if n in serving or config.tenant(n).tenant_id]
+
+
+def run_tenants(config: Config, names: list[str], env: dict[str, str], os_release: str) -> dict[str, Report]:
+    """One doctor run per tenant, all at once (each on its own thread: a tenant whose
+    checks wait for timeouts does not hold up the others' reports); in ``names`` order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="entragate-doctor") as pool:
+        futures = {n: pool.submit(run_doctor, config.for_tenant(n), env, os_release) for n in names}
+        return {n: futures[n].result() for n in names}
 
 
 def _parse_time(text: str) -> datetime:

@@ -23,7 +23,7 @@ from .graph_api import GraphApi
 from .state import ALL_HOSTS, GRAPH_HOSTS, LOGIN_HOSTS, RequestRecord, TenantState
 from .tls import DEFAULT_INTERCEPTING_CA, TlsServing
 from .token_service import TokenService
-from .tokens import SigningKey
+from .tokens import MalformedJwt, SigningKey, parse_unverified
 
 
 class _Service(Protocol):
@@ -194,13 +194,15 @@ class Emulator(TenantState):
             self.count("login" if req.host in LOGIN_HOSTS else "graph")
         if ex.operation:
             self.count(ex.operation)
-        latency, fault = self._faults.take(req.host, req.method, path)
+        tenant = self._tenant_of(req, path)
+        latency, fault = self._faults.take(req.host, req.method, path, tenant)
         if latency > 0:
             self.count("fault latency")
             if self._stopped.wait(latency):
                 return self._record(req, ex, Response(0, action="reset"))
         if fault is not None:
             self.count(f"fault {fault.kind}")
+            ex.tenant = tenant  # a faulted request is still counted as its tenant's
             if fault.kind in ("reset", "hang"):
                 return self._record(req, ex, Response(0, action=fault.kind))
             if fault.kind == "throttle":
@@ -219,6 +221,21 @@ class Emulator(TenantState):
             resp = service.status_error(req, ex, 500)
             self.count("handler_error")
         return self._record(req, ex, resp)
+
+    def _tenant_of(self, req: Request, path: str) -> str | None:
+        """The tenant a request is for, before it is served (for per-tenant faults): the
+        login URL's tenant segment, or the ``tid`` of a Graph request's bearer token."""
+        if req.host in LOGIN_HOSTS:
+            found = self.find_tenant(path.lstrip("/").partition("/")[0])
+            return found.id if found is not None else None
+        scheme, _, token = (req.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            tid = parse_unverified(token.strip())[1].get("tid")
+        except (MalformedJwt, AttributeError):
+            return None
+        return str(tid) if tid else None
 
     def _record(self, req: Request, ex: Exchange, resp: Response) -> Response:
         self.log_request(

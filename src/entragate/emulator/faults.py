@@ -20,6 +20,8 @@ class EmulatorFault:
 
     ``method``: HTTP method or None (any). ``count``: how many matching requests it
     affects (None: until cleared). ``path``: optional substring of the request path.
+    ``tenant``: the tenant id it affects (None: every tenant); a token request's tenant
+    is the one its URL names, a Graph request's the one its bearer token was issued in.
     """
 
     kind: str
@@ -29,6 +31,7 @@ class EmulatorFault:
     seconds: float = 0.0
     count: int | None = None
     path: str | None = None
+    tenant: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -36,7 +39,9 @@ class EmulatorFault:
         if self.count is not None and self.count < 1:
             raise ValueError("count must be positive or None")
 
-    def matches(self, host: str, method: str, path: str) -> bool:
+    def matches(self, host: str, method: str, path: str, tenant: str | None = None) -> bool:
+        if self.tenant is not None and (tenant is None or self.tenant.lower() != tenant.lower()):
+            return False
         if self.host == "graph":
             if host not in GRAPH_HOSTS:
                 return False
@@ -54,7 +59,7 @@ _VALUE_FIELD = {"status": "status", "latency": "seconds", "hang": "seconds"}
 
 
 def parse_fault(spec: str) -> EmulatorFault:
-    """``KIND[=VALUE][,host=H][,method=M][,count=N][,path=P]``, as ``--fault`` takes it.
+    """``KIND[=VALUE][,host=H][,method=M][,count=N][,path=P][,tenant=T]``, as ``--fault`` takes it.
 
     VALUE is the status of ``status`` (503), the seconds of ``latency`` and ``hang``;
     ``throttle`` and ``reset`` take none. Examples: ``status=503,host=graph``,
@@ -71,8 +76,8 @@ def parse_fault(spec: str) -> EmulatorFault:
             fields[field_name] = int(value) if field_name == "status" else float(value)
         for option in options:
             key, sep, item = option.partition("=")
-            if not sep or key not in ("host", "method", "count", "path"):
-                raise ValueError(f"{option!r} is not host=, method=, count= or path=")
+            if not sep or key not in ("host", "method", "count", "path", "tenant"):
+                raise ValueError(f"{option!r} is not host=, method=, count=, path= or tenant=")
             fields[key] = int(item) if key == "count" else item
         return EmulatorFault(kind, **fields)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
@@ -105,7 +110,9 @@ class Faults:
         with self._lock:
             return [{**asdict(a.fault), "remaining": a.remaining} for a in self._armed]
 
-    def take(self, host: str, method: str, path: str) -> tuple[float, EmulatorFault | None]:
+    def take(
+        self, host: str, method: str, path: str, tenant: str | None = None
+    ) -> tuple[float, EmulatorFault | None]:
         """(total latency, the first other matching fault) for one request; uses up counts.
 
         Every matching latency fault adds its delay; of the other kinds only the first
@@ -116,7 +123,7 @@ class Faults:
         with self._lock:
             for armed in list(self._armed):
                 fault = armed.fault
-                if not fault.matches(host, method, path):
+                if not fault.matches(host, method, path, tenant):
                     continue
                 if fault.kind == "latency":
                     latency += fault.seconds

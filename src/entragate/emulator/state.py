@@ -249,6 +249,14 @@ class TenantState:
         with self.lock:
             app.secret_expired = expired
 
+    def delete_app(self, tenant_id: str, client_id: str) -> None:
+        """Delete the app registration: its tokens stop working at once (Graph answers 401)
+        and new token requests fail as for an unknown client."""
+        self._registered_app(tenant_id, client_id)
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            del tenant.apps[client_id.lower()]
+
     def all_tenants(self) -> list[Tenant]:
         """Every tenant (the live objects: hold ``lock`` while reading them)."""
         with self.lock:

@@ -106,6 +106,7 @@ class SQLiteGrantStore(GrantStore):
         self.path = Path(path)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._lease: tuple[LocalWriterLease, set[int], threading.Lock] | None = None  # see writer_lease
         try:
             # Private from the first byte; SQLite gives -wal and -shm the database's mode.
             make_private_dir(self.path.parent)
@@ -205,10 +206,15 @@ class SQLiteGrantStore(GrantStore):
     # ------------------------------------------------------------------ backend hooks
 
     def writer_lease(self, tenant_id: str, *, timeout: float = 10.0) -> LocalWriterLease:
-        # One lock per database file, not per tenant: a SQLite store serves one tenant today.
-        # No heartbeat: every agent on the file shares one host, and the kernel's flock
-        # ends with the process (docs/design.md#lease); ``timeout`` does not apply.
-        return LocalWriterLease(lock_file_for(self.path))
+        # One lock per database file, not per tenant: one agent (one process) on a SQLite store
+        # writes for all of its tenants, so this store's tenants share one flock
+        # (docs/design.md#tenants); another agent on the file stands by for all of them.
+        # No heartbeat: every agent on the file shares one host and the kernel's flock ends
+        # with the process (docs/design.md#lease), so ``timeout`` does not apply.
+        with self._lock:
+            if self._lease is None:
+                self._lease = (LocalWriterLease(lock_file_for(self.path)), set(), threading.Lock())
+            return TenantShare(*self._lease)
 
     def _db_time(self, value: datetime) -> int:
         return _to_us(value)
@@ -331,6 +337,36 @@ class LocalWriterLease(WriterLease):
 
     def why_not(self) -> str:
         return self._why
+
+
+class TenantShare(LocalWriterLease):
+    """One tenant's share of its store's lock file: the flock is taken by the first share
+    that acquires and let go when the last one releases (the shares of one store hold
+    ``holders``, one set, under ``guard``)."""
+
+    def __init__(self, shared: LocalWriterLease, holders: set[int], guard: threading.Lock) -> None:
+        super().__init__(shared.path)
+        self._shared, self._holders, self._guard = shared, holders, guard
+
+    def try_acquire(self) -> bool:
+        with self._guard:
+            if not self._shared.try_acquire():
+                return False
+            self._holders.add(id(self))
+            return True
+
+    def held(self) -> bool:
+        with self._guard:
+            return id(self) in self._holders and self._shared.held()
+
+    def release(self) -> None:
+        with self._guard:
+            self._holders.discard(id(self))
+            if not self._holders:
+                self._shared.release()
+
+    def why_not(self) -> str:
+        return self._shared.why_not()
 
 
 def _read_holder(fd: int) -> str | None:

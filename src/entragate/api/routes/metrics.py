@@ -32,7 +32,8 @@ def metrics(api: Context) -> Response:
         for grant in api.service.list():
             counts[grant.acl] = counts.get(grant.acl, 0) + 1
         for acl, n in counts.items():
-            api.metrics.set_grants(acl, n)
+            known = api.config.acls.get(acl)
+            api.metrics.set_grants(acl, n, tenant=known.tenant if known else api.config.tenant_name)
     except StoreUnavailable:
         pass
     return Response(api.metrics.render(), media_type=Metrics.CONTENT_TYPE)
