@@ -73,6 +73,17 @@ class PgServer:
             return ""
 
 
+def _pg_ctl_start(data: Path, log: Path, port: int, sock: Path) -> subprocess.CompletedProcess[str]:
+    opts = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+        "-c max_connections=200"
+    )
+    return _as_postgres(
+        str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"
+    )
+
+
 def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
     for tool in ("initdb", "pg_ctl"):
         if not (PG_BIN / tool).exists():
@@ -109,24 +120,7 @@ def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
     last_error = ""
     for _attempt in range(3):  # a free port can be taken between probe and bind
         port = free_port()
-        opts = (
-            f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
-        )
-        res = _as_postgres(
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(log),
-            "-o",
-            opts,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
+        res = _pg_ctl_start(data, log, port, sock)
         if res.returncode == 0:
             server = PgServer("127.0.0.1", port, sock, data, log, itertools.count(1))
             try:
@@ -148,6 +142,13 @@ def stop_pg_server(server: PgServer) -> None:
     _as_postgres(
         str(PG_BIN / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"
     )
+
+
+def start_again(server: PgServer) -> None:
+    """Start a server :func:`stop_pg_server` stopped, on the same port and data (an outage ends)."""
+    res = _pg_ctl_start(server.data_dir, server.log_file, server.port, server.socket_dir)
+    if res.returncode != 0:
+        raise RuntimeError(f"pg_ctl start failed ({res.returncode}): {res.stderr}\n{server.log()}")
 
 
 @pytest.fixture(scope="session")
