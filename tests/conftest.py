@@ -33,6 +33,9 @@ def emu(emulator: Emulator) -> Iterator[Emulator]:
     emulator.set_tls_scenario(None)
     emulator.date_offset_seconds = 0
     emulator.rate_limit = None
+    emulator.read_lag_seconds = 0.0  # a test's lag would make the next test's writes look unapplied
+    emulator.page_size = 100
+    emulator.keep_deleted = True
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from entragate.logs import configure_logging, get_logger, store_label
 from entragate.metrics import Metrics
 from entragate.private_files import config_file_exposure
 from entragate.service import GrantService
+from entragate.sessions import session_revoker
 from entragate.sync.engine import SyncEngine
 from entragate.sync.pacer import Pacer
 from entragate.transport import new_session
@@ -64,13 +65,17 @@ class Agent:
             standby_retry=standby_retry,
         )
         self.service = GrantService(config, self.store, on_change=self.engine.notify)
+        # Ended grants → revoked sessions, on a thread and pacer of its own (docs/design.md#sessions).
+        self.sessions = session_revoker(config, self.store, self.graph)
         self.token = load_or_create_api_token(config)
         self.api = ApiServer(
             config,
             self.service,
             token=self.token,
-            status=self.engine.status,
+            status=self.status,
             ready=self.engine.ready,
+            not_ready_reason=self.engine.not_ready_reason,
+            alive=self.engine.alive,
             metrics=self.metrics,
             port=listen_port,
         )
@@ -80,7 +85,15 @@ class Agent:
     def api_url(self) -> str:
         return str(self.api.url)
 
+    def status(self) -> dict[str, Any]:
+        result = self.engine.status()
+        if self.sessions is not None:
+            result["sessions"] = self.sessions.status()
+        return result
+
     def start(self) -> Agent:
+        if self.sessions is not None:
+            self.sessions.start()
         self.api.start()
         self.engine.start()
         self.log.info("agent.started", listen=self.api_url, acls=sorted(self.config.acls), store=store_label(self.config.agent.store))
@@ -89,6 +102,8 @@ class Agent:
     def stop(self) -> None:
         self.api.stop()
         self.engine.stop()
+        if self.sessions is not None:
+            self.sessions.stop()
         self.store.close()
         self.log.info("agent.stopped")
 
@@ -161,6 +176,7 @@ def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] |
     lease = None if dry_run else store.writer_lease(config.tenant_id)
     try:
         graph = build_graph(config, pacer, None, env)
+        sessions = None if dry_run else session_revoker(config, store, graph)
         engine = SyncEngine(config, store, graph, pacer, parked_retry=3600.0, lease=lease)
         if lease is not None and not engine.acquire_writer():
             raise AgentError(
@@ -172,6 +188,9 @@ def sync_once(config: Config, *, dry_run: bool = False, env: Mapping[str, str] |
             # A dry run changes nothing, not even the store: active() already leaves
             # expired grants out of the plan.
             engine.expire_due()
+            if sessions is not None:  # this process ends, so it revokes now (docs/design.md#sessions)
+                sessions.drain(timeout=30.0)
+                sessions.stop()
         if not engine.refresh_remote():
             _raise_first_error(engine)
         plan = engine.plan()

@@ -46,6 +46,8 @@ class AclConfig:
     static: tuple[str, ...] = ()
     max_ranges: int = 2000
     max_locations: int = 1
+    #: Revoke a user's sessions when their last grant in this ACL ends (docs/design.md#sessions).
+    revoke_sessions: bool = False
 
 
 @dataclass(frozen=True)
@@ -383,6 +385,7 @@ def load_config(
             max_locations=int(
                 as_number(f"acl.{name}.max_locations", table.get("max_locations"), 1)
             ),
+            revoke_sessions=as_bool(f"acl.{name}.revoke_sessions", table.get("revoke_sessions"), False),
         )
         if acls[name].max_locations > 195:
             problems.append(f"acl.{name}.max_locations exceeds Microsoft's 195 named locations")

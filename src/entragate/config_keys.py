@@ -113,6 +113,10 @@ KEYS: tuple[Key, ...] = (
         "2000"),
     Key("acl", "max_locations", "integer", "Locations (shards) the ACL may spread over: NAME, "
         "NAME (2), ...; at most 195 per tenant.", "1"),
+    Key("acl", "revoke_sessions", "bool", "When a user's last grant in this ACL ends (revoke, "
+        "expiry, flush), revoke the user's sign-in sessions (Graph revokeSignInSessions, needs "
+        "User.RevokeSessions.All), so tokens issued while the grant was active stop working. "
+        "Each grant's user must then be a UPN or an object id.", "false"),
 )
 
 

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,8 @@ def run_demo(console: Console | None = None) -> int:
             _doctor_story(console, emu, app, workdir)
             # 7. The doctor's policies check: a location no policy uses changes nothing
             _policy_story(console, emu, app, workdir)
+            # 8. `entragate why`: the grant holds IPv4, the browser signed in over IPv6
+            _why_story(console, emu, app, workdir)
         finally:
             emu.stop()
     console.rule("[bold green]demo complete[/]")
@@ -228,3 +231,27 @@ def _policy_story(console: Console, emu: Any, app: Any, workdir: Path) -> None:
                    exclude_groups=["5d3f8a1e-0c4b-4e7a-9f2d-6b1c0e9a7d3f"])  # the break-glass group
     console.print("   ... after an enabled policy blocks sign-ins from outside it (break-glass excluded):")
     show()
+
+
+def _why_story(console: Console, emu: Any, app: Any, workdir: Path) -> None:
+    from entragate.cli.why import render
+    from entragate.emulator import DEFAULT_ROLES
+    from entragate.grants import open_store, utcnow
+    from entragate.service import GrantService
+    from entragate.why.gather import gather
+
+    user, v4, v6 = "alice@contoso.example", "81.2.69.142", "2a00:1450:4001:80b::200e"
+    emu.set_roles(app.tenant_id, app.client_id, [*DEFAULT_ROLES, "AuditLog.Read.All"])
+    config = demo_config(emu, app, workdir)
+    store = open_store(config.agent.store)
+    try:
+        GrantService(config, store).grant("staff", v4, user, ttl=3600, note="the SSO portal saw IPv4",
+                                          now=utcnow() - timedelta(seconds=90))
+        grants = store.active("staff")
+    finally:
+        store.close()
+    policy = next(p for p in emu.policies(app.tenant_id) if p["displayName"].startswith("entragate"))
+    emu.add_sign_in(app.tenant_id, user, v6, seconds_ago=30, error_code=53003,
+                    policies=[{"id": policy["id"], "displayName": policy["displayName"], "result": "failure"}])
+    console.print(f"\n[bold]8. entragate why {user}[/]: granted {v4}, yet her sign-in was blocked")
+    render(gather(config, user, grants, "staff"), lambda line: console.print("   " + line, markup=False, highlight=False))

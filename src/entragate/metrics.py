@@ -65,6 +65,11 @@ class Metrics:
             "lower while other tools spend the tenant's budget)",
             registry=self.registry,
         )
+        self.store_up = Gauge(
+            "entragate_store_up",
+            "1 while the grant store answers the writer, 0 during an outage",
+            registry=self.registry,
+        )
         self.grant_applied_lag = Histogram(
             "entragate_grant_applied_lag_seconds",
             "Seconds from a grant being stored to its range being written to Entra",
@@ -79,6 +84,9 @@ class Metrics:
 
     def set_writer(self, writer: bool) -> None:
         self.writer.set(1 if writer else 0)
+
+    def set_store_up(self, up: bool) -> None:
+        self.store_up.set(1 if up else 0)
 
     def throttled(self) -> None:
         self.throttled_count.inc()

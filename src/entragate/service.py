@@ -34,6 +34,7 @@ from entragate.grants import (
     utcnow,
     validate_acl,
 )
+from entragate.grants.validation import is_directory_user
 from entragate.logs import get_logger
 from entragate.sync.ranges import make_capacity_check
 
@@ -189,6 +190,13 @@ class GrantService:
         """Check and store a grant (renewing an existing one); returns the stored grant."""
         acl = self.check_acl(request.acl)
         user = canonical_user(request.user)
+        if self.config.acls[acl].revoke_sessions and not is_directory_user(user):
+            raise InvalidGrant(
+                "invalid_user",
+                f"acl {acl!r} revokes sessions when access ends (revoke_sessions), so the user must be "
+                f"a user principal name (alice@contoso.com) or an object id, not {user[:64]!r}",
+                user[:64],
+            )
         cidr = str(parse_cidr(unmap_ipv4(request.ip)))
         now = now or utcnow()
         expiry = self._expiry(request, now)

@@ -25,6 +25,10 @@ class ApiContext:
     metrics: Metrics
     server_url: str  # the OpenAPI document's server
     body_timeout: float
+    #: why /readyz says 503 (reason code, message); None: use ``ready`` alone
+    not_ready_reason: Callable[[], tuple[str, str] | None] | None = None
+    #: False when the sync loop is dead (/healthz then fails); None: always alive
+    alive: Callable[[], bool] | None = None
 
 
 def context_of(request: Request) -> ApiContext:

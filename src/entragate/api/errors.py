@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from entragate import __version__
 from entragate.errors import Code, EntraError
-from entragate.grants import InvalidGrant, InvalidRequest, StoreError
+from entragate.grants import InvalidGrant, InvalidRequest, StoreError, StoreUnavailable
 from entragate.logs import get_logger
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -59,7 +59,8 @@ def api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, InvalidGrant):
         return ApiError(422, exc.reason, exc.message)
     if isinstance(exc, StoreError):  # unavailable, or already closed by a stopping agent
-        get_logger(component="api").error("api.store_unavailable", error=str(exc)[:300])
+        if not isinstance(exc, StoreUnavailable):  # an outage is logged once, by the store's health
+            get_logger(component="api").error("api.store_unavailable", error=str(exc)[:300])
         return ApiError(
             503,
             "store_unavailable",

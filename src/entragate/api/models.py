@@ -22,7 +22,7 @@ class ErrorDetail(BaseModel):
         description="Stable code: an input reason (invalid_ip, forbidden_range, "
         "prefix_too_short, invalid_ttl, ttl_too_long, unknown_acl, …), a protocol code "
         "(malformed_json, invalid_request, unauthorized, body_too_large, not_found, "
-        "method_not_allowed, not_ready, store_unavailable, overloaded) or an ENTRAnnn code",
+        "method_not_allowed, not_ready, store_unavailable, sync_loop_dead, overloaded) or an ENTRAnnn code",
         examples=["forbidden_range", Code.ENTRA007],
     )
     message: str

@@ -71,6 +71,8 @@ class ApiServer:
         status: Callable[[], dict[str, Any]],
         ready: Callable[[], bool],
         metrics: Metrics,
+        not_ready_reason: Callable[[], tuple[str, str] | None] | None = None,
+        alive: Callable[[], bool] | None = None,
         host: str | None = None,
         port: int | None = None,
         header_timeout: float = HEADER_TIMEOUT,
@@ -82,6 +84,8 @@ class ApiServer:
         self.token = BearerToken(token)
         self.status = status
         self.ready = ready
+        self.not_ready_reason = not_ready_reason
+        self.alive = alive
         self.metrics = metrics
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
@@ -126,6 +130,8 @@ class ApiServer:
                 metrics=self.metrics,
                 server_url=loopback_url(self.host, self._bound_port, tls=self.tls),
                 body_timeout=self.body_timeout,
+                not_ready_reason=self.not_ready_reason,
+                alive=self.alive,
             )
         )
         _route_uvicorn_logs()

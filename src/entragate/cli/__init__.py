@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from entragate import __version__
-from entragate.cli import agent, explain, grants, script, status, token, tools
+from entragate.cli import agent, explain, grants, script, status, token, tools, why
 from entragate.cli import config as config_commands
 from entragate.cli.base import CONTEXT_SETTINGS, LazyGroup, config_option
 
@@ -57,6 +57,7 @@ for _command in (
     grants.flush,
     grants.list_,
     status.status,
+    why.why,
     script.script,
     explain.explain,
     agent.run,

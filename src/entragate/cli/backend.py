@@ -22,12 +22,28 @@ class Backend:
     client: Any = None
     service: Any = None
     store: Any = None
+    sessions: Any = None  # direct mode with revoke_sessions ACLs: a SessionRevoker
 
     def close(self) -> None:
+        if self.sessions is not None:
+            self._revoke_sessions()
         if self.store is not None:
             self.store.close()
         if self.client is not None:
             self.client.close()
+
+    def _revoke_sessions(self) -> None:
+        """Direct mode ends here, so the sessions of users whose access ended are revoked now
+        (an agent does it on its own thread); what still fails is told, with its code."""
+        import click
+
+        left = self.sessions.drain(timeout=30.0)
+        self.sessions.stop()
+        for item in left:
+            error = item.last_error
+            why = f"{error.code}: {error.message}" if error else "not attempted in time"
+            click.echo(f"entragate: warning: the grant ended, but the sessions of {item.user} were not "
+                       f"revoked ({why})", err=True)
 
     def __enter__(self) -> Backend:
         return self
@@ -85,8 +101,17 @@ def open_backend(config: Config) -> Backend:
                 "cannot go through it either"
             ) from exc
         raise
+    from entragate.graph.client import GraphClient
+    from entragate.sessions import session_revoker
+
+    sessions = (
+        session_revoker(config, store, GraphClient(config))
+        if any(acl.revoke_sessions for acl in config.acls.values())
+        else None
+    )
     return Backend(
-        "direct", store_label(config.agent.store), service=GrantService(config, store), store=store
+        "direct", store_label(config.agent.store), service=GrantService(config, store), store=store,
+        sessions=sessions,
     )
 
 

@@ -23,7 +23,7 @@ from entragate.logs import printable
 @click.command(
     epilog="Through the agent it shows, per ACL and named location, the ranges desired "
     "and applied, the last sync, the last error code and any throttling, and exits 1 "
-    "while any location is failing or not in sync (0 otherwise), so a monitor can run it. "
+    "while any location is failing or not in sync, or the grant store is down (0 otherwise), so a monitor can run it. "
     "Without a running agent it shows the stored grants only."
 )
 @json_option
@@ -89,6 +89,8 @@ def _unsettled(data: dict[str, Any]) -> list[str]:
     if data.get("mode") != "agent":
         return []
     found = []
+    if data.get("store_unavailable"):
+        found.append("the grant store (store_unavailable)")
     for acl in (data.get("acls") or {}).values():
         for location in acl.get("locations") or []:
             error = location.get("last_error")

@@ -331,7 +331,8 @@ def _graph_checks(
             "policies": _skip("policies", "no access token (see token)"),
             "throttling": _skip("throttling", "no Graph request was made (see token)"),
         }
-    out = {"permissions": check_permissions(access_token)}
+    revoke = any(acl.revoke_sessions for acl in config.acls.values())
+    out = {"permissions": check_permissions(access_token, revoke_sessions=revoke)}
     graph_error: EntraError | None = None
     if "locations" in graph:
         out["locations"] = check_locations(config, graph["locations"])

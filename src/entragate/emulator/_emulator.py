@@ -13,10 +13,11 @@ import time
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._http import Exchange, Request, Response
 from ._server import TLSHTTPServer
+from .directory import add_sign_in
 from .faults import EmulatorFault, Faults
 from .graph_api import GraphApi
 from .state import ALL_HOSTS, GRAPH_HOSTS, LOGIN_HOSTS, RequestRecord, TenantState
@@ -148,6 +149,32 @@ class Emulator(TenantState):
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    # ------------------------------------------------------------------ users and sign-ins (directory.py)
+
+    def add_user(self, tenant_id: str, upn: str, *, object_id: str | None = None) -> str:
+        """A user of the tenant; returns its object id (the existing one for a known UPN)."""
+        with self.lock:
+            return str(self.tenant(tenant_id).directory.add_user(upn, object_id)["id"])
+
+    def add_sign_in(self, tenant_id: str, user: str, ip_address: str, *, seconds_ago: float = 0.0,
+                    **fields: Any) -> dict[str, Any]:
+        """A sign-in of ``user`` (UPN, created when unknown, or object id) from ``ip_address``,
+        ``seconds_ago`` before the emulated clock: ``error_code``, ``ca_status``, ``policies``
+        (applied Conditional Access policies: id, displayName, result), ``app_display_name``."""
+        with self.lock:
+            return add_sign_in(self.tenant(tenant_id).directory, user, ip_address,
+                               when=self.now() - seconds_ago, **fields)
+
+    def set_premium(self, tenant_id: str, premium: bool) -> None:
+        """Whether the tenant holds an Entra ID P1/P2 licence (Graph serves sign-in logs only then)."""
+        with self.lock:
+            self.tenant(tenant_id).directory.premium = premium
+
+    def session_revocations(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every ``revokeSignInSessions`` served for the tenant, oldest first."""
+        with self.lock:
+            return [dict(r) for r in self.tenant(tenant_id).directory.revocations]
 
     # ------------------------------------------------------------------ dispatch
 

@@ -13,6 +13,26 @@ from email.message import Message
 from typing import Any
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+GRAPH_CONTENT_TYPE = (
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+)
+DIAGNOSTIC = '{"ServerInfo":{"DataCenter":"Emulated","Slice":"E","Ring":"1","ScaleUnit":"000","RoleInstance":"EMULATOR"}}'
+STATUS_CODES = {
+    400: "BadRequest",
+    401: "InvalidAuthenticationToken",
+    403: "Authorization_RequestDenied",
+    404: "ResourceNotFound",
+    409: "Conflict",
+    413: "RequestEntityTooLarge",
+    500: "generalException",
+    502: "serviceNotAvailable",
+    503: "serviceNotAvailable",
+    504: "gatewayTimeout",
+}
+STATUS_MESSAGES = {
+    403: "Insufficient privileges to complete the operation.",
+    401: "Access token validation failure.",
+}
 
 
 @dataclass
@@ -68,3 +88,17 @@ class TokenError(Exception):
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON, as Microsoft's services send it."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def graph_headers(ex: Exchange, content_type: str | None = GRAPH_CONTENT_TYPE) -> list[tuple[str, str]]:
+    """The headers of every Graph answer (ids, diagnostics), then the exchange's own."""
+    h = [
+        ("Cache-Control", "no-cache"),
+        ("Strict-Transport-Security", "max-age=31536000"),
+        ("request-id", ex.request_id),
+        ("client-request-id", ex.client_request_id or ex.request_id),
+        ("x-ms-ags-diagnostic", DIAGNOSTIC),
+    ]
+    if content_type:
+        h.insert(0, ("Content-Type", content_type))
+    return h + ex.extra_headers

@@ -1,6 +1,7 @@
 """The Graph host: the Conditional Access named-location routes, with Graph's bearer-token
 checks, permissions, paging, ``$filter``/``$select``/``$top``, per-tenant throttling and
-error answers (docs/design.md#emulator)."""
+error answers; sign-in logs and session revocation are ``directory.py``'s
+(docs/design.md#emulator)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ import time
 import urllib.parse
 from typing import Any
 
-from ._http import JSON_CONTENT_TYPE, Exchange, GraphError, Request, Response, dumps
+from ._http import (
+    JSON_CONTENT_TYPE,
+    STATUS_CODES,
+    STATUS_MESSAGES,
+    Exchange,
+    GraphError,
+    Request,
+    Response,
+    dumps,
+    graph_headers,
+)
+from .directory import DirectoryRoutes
 from .locations import IP_TYPE, MAX_LOCATIONS, graph_time, new_location, patch_location
 from .odata import decode_skiptoken, encode_skiptoken, parse_filter, select
 from .policies import POLICIES_PATH, READ_ROLE
@@ -30,26 +42,6 @@ THROTTLE_SLACK = 0.05  # a request up to 5 % early is admitted (jitter), still â
 LOCATIONS_PATH = "identity/conditionalaccess/namedlocations"
 DELETED_PATH = "identity/conditionalaccess/deleteditems/namedlocations"
 LIST_OPTIONS = ("$filter", "$top", "$select", "$skiptoken", "$count", "$orderby")
-GRAPH_CONTENT_TYPE = (
-    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
-)
-_DIAGNOSTIC = '{"ServerInfo":{"DataCenter":"Emulated","Slice":"E","Ring":"1","ScaleUnit":"000","RoleInstance":"EMULATOR"}}'
-_STATUS_CODES = {
-    400: "BadRequest",
-    401: "InvalidAuthenticationToken",
-    403: "Authorization_RequestDenied",
-    404: "ResourceNotFound",
-    409: "Conflict",
-    413: "RequestEntityTooLarge",
-    500: "generalException",
-    502: "serviceNotAvailable",
-    503: "serviceNotAvailable",
-    504: "gatewayTimeout",
-}
-_STATUS_MESSAGES = {
-    403: "Insufficient privileges to complete the operation.",
-    401: "Access token validation failure.",
-}
 
 
 def _selected_fields(query: dict[str, list[str]]) -> list[str] | None:
@@ -72,6 +64,7 @@ class GraphApi:
     def __init__(self, state: TenantState, signing_key: SigningKey) -> None:
         self._state = state
         self._key = signing_key
+        self._directory = DirectoryRoutes(state.lock, state.now)
 
     @staticmethod
     def operation(method: str, path: str) -> str:
@@ -95,14 +88,18 @@ class GraphApi:
                     return f"{method} namedLocation"
             if low == prefix + POLICIES_PATH:
                 return f"{method} policies"
+            if low.startswith(prefix) and (found := DirectoryRoutes.operation(method, low[len(prefix) :])):
+                return found
         return "graph other"
 
     def handle(self, req: Request, ex: Exchange, parsed: urllib.parse.SplitResult) -> Response:
         try:
             tenant, roles = self._authenticate(req)
             ex.tenant = tenant.id
-            self._throttle(tenant)
             op = ex.operation
+            if op in DirectoryRoutes.OPERATIONS:  # not Conditional Access: its own limits
+                return self._directory_route(req, ex, tenant, roles, parsed)
+            self._throttle(tenant)
             if op is None or op == "graph other":
                 raise GraphError(
                     400,
@@ -163,6 +160,21 @@ class GraphApi:
                 return self._delete(ex, tenant, loc_id)
         raise GraphError(405, "BadRequest", "Specified HTTP method is not allowed for the request target.")
 
+    def _directory_route(self, req: Request, ex: Exchange, tenant: Tenant, roles: set[str],
+                         parsed: urllib.parse.SplitResult) -> Response:
+        op = str(ex.operation)
+        limited = self._state.rate_limit is not None and op == "GET signIns"
+        try:
+            body = self._directory.handle(tenant, roles, op, parsed.path,
+                                          urllib.parse.parse_qs(parsed.query, keep_blank_values=True),
+                                          limited and self._directory.reports_throttled(tenant))
+        except GraphError as e:
+            if e.status == 429:  # the reports service says when to come back
+                self._state.count("throttled reports")
+                ex.extra_headers.append(("Retry-After", "10"))
+            return self.error(ex, e.status, e.code, e.message)
+        return Response(200, dumps(body), self._headers(ex))
+
     # ------------------------------------------------------------------ error answers
 
     def error(self, ex: Exchange, status: int, code: str, message: str) -> Response:
@@ -183,8 +195,8 @@ class GraphApi:
         """The answer Graph gives with ``status`` (an emulated fault, or an internal error)."""
         if status == 429:
             return self.throttled(req, ex)
-        code = _STATUS_CODES.get(status, "serviceNotAvailable" if status >= 500 else "BadRequest")
-        message = _STATUS_MESSAGES.get(
+        code = STATUS_CODES.get(status, "serviceNotAvailable" if status >= 500 else "BadRequest")
+        message = STATUS_MESSAGES.get(
             status, "The service is currently unavailable." if status >= 500 else "The request was rejected."
         )
         return self.error(ex, status, code, message)
@@ -198,18 +210,7 @@ class GraphApi:
             "1 request per second; retry later.",
         )
 
-    @staticmethod
-    def _headers(ex: Exchange, content_type: str | None = GRAPH_CONTENT_TYPE) -> list[tuple[str, str]]:
-        h = [
-            ("Cache-Control", "no-cache"),
-            ("Strict-Transport-Security", "max-age=31536000"),
-            ("request-id", ex.request_id),
-            ("client-request-id", ex.client_request_id or ex.request_id),
-            ("x-ms-ags-diagnostic", _DIAGNOSTIC),
-        ]
-        if content_type:
-            h.insert(0, ("Content-Type", content_type))
-        return h + ex.extra_headers
+    _headers = staticmethod(graph_headers)
 
     # ------------------------------------------------------------------ authentication, throttling
 

@@ -29,6 +29,7 @@ from typing import Any
 from cryptography import x509
 
 from ._http import GraphError
+from .directory import Directory
 from .history import LocationHistory
 from .locations import (
     COMPLIANT_NETWORK_TYPE,
@@ -122,6 +123,7 @@ class Tenant:
     bucket: float = 1.0  # the Graph throttle's token bucket
     bucket_time: float | None = None
     history: LocationHistory = field(default_factory=LocationHistory)
+    directory: Directory = field(default_factory=Directory)  # users, sign-in log (directory.py)
 
     @property
     def login_host(self) -> str:

@@ -159,10 +159,17 @@ def _error_type_for_status(status: int) -> type[EntraError]:
     return ERROR_TYPES[code]
 
 
+#: Graph's 403 for sign-in logs in a tenant without an Entra ID P1/P2 licence.
+NOT_PREMIUM = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+
+
 def from_graph_response(
-    response: requests.Response, *, operation: str
+    response: requests.Response, *, operation: str, permission: str | None = None
 ) -> EntraError:
-    """Graph answered with an error status: choose the code from status and error.code."""
+    """Graph answered with an error status: choose the code from status and error.code.
+
+    ``permission`` names the application permission the operation needs; a 403 then
+    says to grant it (a 403 for a missing licence says that instead)."""
     status = response.status_code
     host = urlparse(response.url).hostname if response.url else None
     graph_code = None
@@ -192,6 +199,12 @@ def from_graph_response(
         return Throttled(
             detail, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kw
         )
+    if status == 403 and graph_code == NOT_PREMIUM:
+        kw["hint"] = ("Graph serves sign-in logs only to tenants with a Microsoft Entra ID P1 or P2 "
+                      "licence; read them in the Entra admin center (Sign-in logs) instead")
+    elif status == 403 and permission:
+        kw["hint"] = (f"grant the application permission {permission} (Microsoft Graph, Application "
+                      "permissions) with admin consent; `entragate doctor` lists what the token holds")
     return _error_type_for_status(status)(detail, **kw)
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from .batch import AddRequest, Census, GroupCommit, HeldCidrs, NothingStored, StoreChange
+from .health import StoreHealth
 from .model import Grant, ensure_utc, rfc3339, utcnow
 from .validation import InvalidGrant, normalize_cidr, validate_acl, validate_user
 
@@ -78,6 +79,7 @@ class GrantStore(abc.ABC):
         self._lock = threading.RLock()  # backends replace it with the one guarding their connection
         self._listeners: list[Callable[[StoreChange], None]] = []
         self._census = Census()
+        self.health = StoreHealth()  # up, or down since when (docs/design.md#outages)
         self._tx_seq = 0  # change_seq after the last bump of the current transaction
         self._group = GroupCommit(self._add_batch)
 
@@ -119,7 +121,8 @@ class GrantStore(abc.ABC):
         note = str(note)[:1024]
         self._check_open()
         request = AddRequest(acl, user, cidr, expires_at, source, note, now, capacity_check)
-        grant, renewed = self._group.submit(request)  # returns once its batch is durable
+        with self.health.recording("store a grant", write=True):
+            grant, renewed = self._group.submit(request)  # returns once its batch is durable
         self._notify()
         return grant, renewed
 
@@ -140,7 +143,8 @@ class GrantStore(abc.ABC):
         if user is not None:
             user = validate_user(user)
         self._check_open()
-        removed = self._revoke(acl, cidr, user)
+        with self.health.recording("revoke", write=True):
+            removed = self._revoke(acl, cidr, user)
         if removed:
             self._notify()
         return sort_grants(removed)
@@ -149,7 +153,8 @@ class GrantStore(abc.ABC):
         """End every grant of ``acl``."""
         acl = validate_acl(acl)
         self._check_open()
-        removed = self._flush(acl)
+        with self.health.recording("flush", write=True):
+            removed = self._flush(acl)
         if removed:
             self._notify()
         return sort_grants(removed)
@@ -158,13 +163,15 @@ class GrantStore(abc.ABC):
         """Grants with expiry after ``now``, ordered by (acl, created_at, cidr, user)."""
         now = ensure_utc(now or utcnow(), "now")
         self._check_open()
-        return sort_grants(self._active(acl, now))
+        with self.health.recording("list grants", write=False):
+            return sort_grants(self._active(acl, now))
 
     def pop_expired(self, now: datetime | None = None) -> list[Grant]:
         """Delete and return the grants whose expiry is at or before ``now``."""
         now = ensure_utc(now or utcnow(), "now")
         self._check_open()
-        removed = self._pop_expired(now)
+        with self.health.recording("record expiries", write=True):
+            removed = self._pop_expired(now)
         if removed:
             self._notify()
         return sorted(removed, key=lambda g: (g.expires_at, g.acl, g.cidr, g.user))

@@ -11,6 +11,7 @@ import ipaddress
 import math
 import re
 import unicodedata
+import uuid
 from typing import Any, Literal, get_args
 
 from .special_purpose import IPNetwork, why_not_public
@@ -272,6 +273,22 @@ def validate_user(user: object) -> str:
         empty="every grant names who holds it",
         unsafe="control characters",
     )
+
+
+_UPN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def is_object_id(user: str) -> bool:
+    """A directory object id: a GUID in its canonical form."""
+    try:
+        return str(uuid.UUID(user.strip())) == user.strip().lower()
+    except ValueError:
+        return False
+
+
+def is_directory_user(user: str) -> bool:
+    """A user Graph can name: a user principal name (``alice@contoso.com``) or an object id."""
+    return bool(_UPN.match(user.strip())) or is_object_id(user)
 
 
 def validate_acl(acl: object) -> str:

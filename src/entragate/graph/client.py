@@ -110,6 +110,7 @@ class GraphClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         write: bool = False,
+        permission: str | None = None,
     ) -> requests.Response:
         retried_auth = False
         while True:
@@ -139,7 +140,7 @@ class GraphClient:
                 self.on_response(method, response.status_code)
             if response.status_code < 400:
                 return response
-            error = from_graph_response(response, operation=operation)
+            error = from_graph_response(response, operation=operation, permission=permission)
             if isinstance(error, AuthenticationFailed) and not retried_auth:
                 # A cached token can be revoked or rotated early; fetch a fresh one once.
                 retried_auth = True

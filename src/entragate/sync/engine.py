@@ -11,7 +11,13 @@ its scheduling; the parts it drives live beside it:
   placement over shard locations, updated change by change; which shard the next
   slot goes to;
 - ``writer.py``: one location's Graph write, and failure → backoff or park;
-- ``status.py``: the ``status`` and dry-run snapshots.
+- ``status.py``: the ``status`` and dry-run snapshots;
+- ``expiry.py``: ending grants on time, with or without the store; ``supervisor.py``:
+  the loop's restarts and liveness.
+
+The loop never dies of a failing store or Graph (docs/design.md#outages): every call
+it makes is inside its recovery path, and a supervisor restarts it should it ever
+end unexpectedly; ``alive()`` (``/healthz``) says whether it runs.
 """
 
 from __future__ import annotations
@@ -24,21 +30,25 @@ from typing import Any
 from entragate.config import AclConfig, Config
 from entragate.errors import EntraError
 from entragate.grants import GrantStore, StoreError
+from entragate.grants.health import RETRY_CAP
 from entragate.grants.lease import WriterLease
 from entragate.graph.client import GraphClient
 from entragate.logs import get_logger
 from entragate.sync.drift import adopt
+from entragate.sync.expiry import Expiry
 from entragate.sync.pacer import Pacer, PacerStopped
 from entragate.sync.ranges import location_name
 from entragate.sync.role import WriterRole
 from entragate.sync.shard import Shard, Ticket, most_due, passed_over
 from entragate.sync.state import LocationState, Shards, all_states
 from entragate.sync.status import acl_status, plan_entry
+from entragate.sync.supervisor import Restarts
 from entragate.sync.tracker import DesiredTracker
 from entragate.sync.writer import Failures, LocationWriter
 
 #: Seconds between re-reads while Graph still shows a location as it was before our write.
 CONSISTENCY_POLL = 2.0
+
 
 
 class SyncEngine:
@@ -71,6 +81,10 @@ class SyncEngine:
         self._thread: threading.Thread | None = None
         self._verify_due = 0.0
         self._verified_once = False
+        self.health = store.health  # up, or down since when (docs/design.md#outages)
+        if metrics is not None:
+            self.health.watch(metrics.set_store_up)
+        self._restarts = Restarts()
         self.shards: Shards = {
             name: [
                 LocationState(name, i, location_name(acl.location, i))
@@ -80,6 +94,7 @@ class SyncEngine:
         }
         self.tracker = DesiredTracker(config, store, self.shards, lock=self._lock, metrics=metrics)
         self.desired = self.tracker.acls
+        self.expiry = Expiry(store, self.tracker, lock=self._lock)
         self.failures = Failures(
             graph, pacer, metrics=metrics, parked_retry=parked_retry, backoff_cap=backoff_cap
         )
@@ -123,14 +138,32 @@ class SyncEngine:
         self._wake.set()
 
     def ready(self) -> bool:
-        """Writer: has read the remote state. Standby: its store answers (it serves the API)."""
+        """Writer: has read the remote state and its store answers. Standby: its store
+        answers (it serves the API)."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> tuple[str, str] | None:
+        """Why ``/readyz`` answers 503 now: (reason code, message), or None when ready."""
         if self.role.writer:
-            return self._verified_once
+            if not self.health.available:
+                return "store_unavailable", (
+                    f"the grant store is unavailable ({self.health.last_error}); grants are "
+                    "refused until it is back, expiries still leave Entra on time"
+                )
+            if not self._verified_once:
+                return "not_ready", "the agent has not read the named locations yet; see GET /v1/status for why"
+            return None
         try:
             self.store.change_seq()
-        except StoreError:
-            return False
-        return True
+        except StoreError as exc:
+            self.health.failed("readiness check", exc)
+            return "store_unavailable", f"the grant store is unavailable ({self.health.last_error})"
+        self.health.succeeded()
+        return None
+
+    def alive(self) -> bool:
+        """Whether the loop runs (or was stopped on purpose): ``/healthz``."""
+        return self._restarts.alive(self._thread, self._stop.is_set())
 
     # ---------------------------------------------------------------- writer lease
 
@@ -164,8 +197,21 @@ class SyncEngine:
     # ---------------------------------------------------------------- the thread
 
     def _run(self) -> None:
+        """The supervisor: the loop ends only when the engine stops; anything else that
+        escapes it (a bug) is logged and the loop starts again after a short pause."""
         try:
-            self._loop()
+            while not self._stop.is_set():
+                try:
+                    self._loop()
+                except PacerStopped:
+                    return
+                except Exception as exc:  # noqa: BLE001 - the writer must not die
+                    self.log.error(
+                        "sync.loop_restarted",
+                        error=f"{type(exc).__name__}: {str(exc)[:300]}",
+                        restarts_last_minute=self._restarts.record(),
+                    )
+                    self._stop.wait(1.0)
         finally:
             self.release_writer()
 
@@ -187,7 +233,9 @@ class SyncEngine:
                         seq = self.store.change_seq()
                     self.step()
                 except PacerStopped:
-                    return
+                    raise
+                except StoreError as exc:  # retried with backoff; expiries still leave Entra
+                    self.health.failed("sync pass", exc)
                 except Exception as exc:  # the writer must survive anything and keep grants
                     self.log.error("sync.crashed", error=f"{type(exc).__name__}: {exc}")
                     self._stop.wait(1.0)
@@ -207,7 +255,12 @@ class SyncEngine:
                 if self.role.check_due():
                     work = False  # only the lease is due (checked above); keep waiting after
                     break
-                new_seq = self.store.wait_for_change(seq, min(remaining, 0.25))
+                try:
+                    new_seq = self.store.wait_for_change(seq, min(remaining, 0.25))
+                except StoreError as exc:
+                    self.health.failed("wait for changes", exc)
+                    self._stop.wait(min(remaining, 0.25))
+                    continue
                 if new_seq != seq:
                     seq = new_seq
                     break
@@ -218,9 +271,12 @@ class SyncEngine:
     def _seconds_until_next_event(self) -> float:
         now = time.monotonic()
         candidates = [self._verify_due - now, 30.0]
-        next_expiry = self.store.next_expiry()
+        with self._lock:
+            next_expiry = self.tracker.next_expiry()  # in memory: no store call while idle
         if next_expiry is not None:
             candidates.append((next_expiry - datetime.now(UTC)).total_seconds())
+        if not self.health.available or self.expiry.unrecorded:
+            candidates.append(max(self.health.seconds_until_retry(), RETRY_CAP / 4))
         for state in all_states(self.shards):
             if state.parked_until:
                 candidates.append(state.parked_until - now)
@@ -247,8 +303,21 @@ class SyncEngine:
         self.write_pending()
 
     def expire_due(self) -> None:
-        for grant in self.store.pop_expired(datetime.now(UTC)):
-            self.log.info("grant.expired", acl=grant.acl, user=grant.user, cidr=grant.cidr)
+        """End expired grants: out of the desired state now, into the store when it can."""
+        self.expiry.run()
+
+    def _absorb(self) -> None:
+        """The tracker catches up with the store; while the store is down it goes on with
+        the changes this process committed and what it read last."""
+        try:
+            self.tracker.absorb()
+        except StoreError as exc:
+            self.health.failed("read changes", exc)
+            with self._lock:
+                if not self.tracker.stale:
+                    self.tracker.apply_queued()
+            return
+        self.health.succeeded()
 
     def refresh_remote(self) -> bool:
         """Read every named location once (one paged list) and adopt what Entra holds."""
@@ -331,14 +400,14 @@ class SyncEngine:
         """Write until Entra matches the store (or nothing can be written now)."""
         writes = 0
         while not self._stop.is_set() and (limit is None or writes < limit):
-            self.tracker.absorb()
+            self._absorb()
             if self._next_write() is None:
                 return writes
             # Wait for the slot first, then decide: the write carries the newest state.
             if not self.pacer.wait_ready(timeout=self.backoff_cap + 1.0):
                 return writes
             self.expire_due()
-            self.tracker.absorb()
+            self._absorb()
             target = self._next_write()
             if target is None:
                 return writes
@@ -374,16 +443,17 @@ class SyncEngine:
     def status(self) -> dict[str, Any]:
         """Per ACL and location. A standby shows the desired ranges from the shared
         store but not the applied ones (only the writer reads Entra): those are null."""
-        self.tracker.absorb()
+        self._absorb()  # while the store is down: what this process last knew
         with self._lock:
             self.tracker.report()
             writer = self.role.writer
             acls = {}
             for name, states in self.shards.items():
                 acl = self.config.acls[name]
-                grants = self.store.active(name)
+                grants = self.desired[name].grants
                 acls[name] = acl_status(acl, states, grants, self.placeholder, writer=writer)
         result: dict[str, Any] = {"writer": writer, "role": "writer" if writer else "standby"}
+        result["store_unavailable"] = self.health.describe()
         if self.lease is not None:
             result["lease"] = self.lease.describe()
             if not writer and self.role.standby_reason:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from entragate.config import AclConfig
-from entragate.grants.store import Grant, rfc3339
+from entragate.grants.store import rfc3339
 from entragate.sync.state import LocationState
 
 
@@ -34,7 +34,7 @@ def location_status(state: LocationState, placeholder: str) -> dict[str, Any]:
 def acl_status(
     acl: AclConfig,
     states: list[LocationState],
-    grants: list[Grant],
+    grants: int,
     placeholder: str,
     *,
     writer: bool,
@@ -46,7 +46,7 @@ def acl_status(
             entry["in_sync"] = None  # unknown here: ask the writer
     return {
         "location": acl.location,
-        "grants": len(grants),
+        "grants": grants,
         "empty": not grants and not acl.static,
         "locations": locations,
     }

@@ -5,10 +5,15 @@ its own lock, so in commit order); the writer's thread applies the queued change
 by one. A change committed by another process (the CLI in direct mode, another agent
 on PostgreSQL) shows only as a higher ``change_seq``: then, and after every full
 reconcile, the state is rebuilt from the whole store.
+
+The tracker also keeps every grant's ``expires_at`` (a heap), so the writer drops a
+grant from the desired state at its expiry on its own, whether or not the store can
+record the expiry at that moment (docs/design.md#outages).
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import deque
@@ -18,8 +23,11 @@ from typing import Any
 from entragate.config import Config
 from entragate.grants import GrantStore
 from entragate.grants.batch import StoreChange
+from entragate.grants.model import Grant
 from entragate.sync.desired import AclDesired
 from entragate.sync.state import Shards
+
+GrantKey = tuple[str, str, str]  # (acl, user, cidr)
 
 
 class DesiredTracker:
@@ -44,6 +52,10 @@ class DesiredTracker:
         self._changes: deque[StoreChange] = deque()  # committed here, not yet applied
         self._known_seq = -1  # the store's change_seq the desired state reflects
         self.stale = True  # rebuild from the whole store before the next plan
+        # (acl, user, cidr) -> expires_at of every grant in the desired state, and a heap of
+        # (expires_at, acl, user, cidr) that may hold superseded entries (renewals): see expire()
+        self._expires: dict[GrantKey, datetime] = {}
+        self._heap: list[tuple[datetime, str, str, str]] = []
         store.add_listener(self.queue)
 
     #: a standby never applies what its API stores: past this many, forget and rebuild later
@@ -84,19 +96,25 @@ class DesiredTracker:
                 desired = self.acls.get(grant.acl)
                 if desired is not None:
                     desired.add(grant.user, grant.cidr, now, grant.created_at)
+                    self._will_expire(grant)
             for grant in change.removed:
                 desired = self.acls.get(grant.acl)
                 if desired is not None:
                     desired.remove(grant.user, grant.cidr, now)
+                    self._expires.pop((grant.acl, grant.user, grant.cidr), None)
 
     def rebuild(self) -> None:
         seq = self.store.change_seq()
         grants = self.store.active()  # everything committed up to seq, perhaps a little more
         now = time.monotonic()
         by_acl: dict[str, list[tuple[str, str, datetime]]] = {name: [] for name in self.acls}
+        self._expires = {}
         for grant in grants:
             if grant.acl in by_acl:
                 by_acl[grant.acl].append((grant.user, grant.cidr, grant.created_at))
+                self._expires[(grant.acl, grant.user, grant.cidr)] = grant.expires_at
+        self._heap = [(at, *key) for key, at in self._expires.items()]
+        heapq.heapify(self._heap)
         for name, desired in self.acls.items():
             states = self.shards[name]
             desired.rebuild(by_acl[name], [state.applied for state in states], now)
@@ -107,6 +125,37 @@ class DesiredTracker:
         self._known_seq, self.stale = seq, False
         self.apply_queued()  # changes committed since seq (re-applying one is harmless)
         self.report()
+
+    # ------------------------------------------------------------------ expiry
+
+    def _will_expire(self, grant: Grant) -> None:
+        key = (grant.acl, grant.user, grant.cidr)
+        if self._expires.get(key) != grant.expires_at:  # new, or renewed
+            self._expires[key] = grant.expires_at
+            heapq.heappush(self._heap, (grant.expires_at, *key))
+
+    def expire(self, now: datetime) -> list[GrantKey]:
+        """Drop from the desired state every grant whose ``expires_at`` has passed (under
+        the engine's lock). The store's own expiry of the same grants, when it comes,
+        changes nothing more here."""
+        ended: list[GrantKey] = []
+        heap, expires = self._heap, self._expires
+        moment = time.monotonic()
+        while heap and heap[0][0] <= now:
+            at, acl, user, cidr = heapq.heappop(heap)
+            if expires.get((acl, user, cidr)) != at:
+                continue  # renewed since, or ended already
+            del expires[(acl, user, cidr)]
+            self.acls[acl].remove(user, cidr, moment)
+            ended.append((acl, user, cidr))
+        return ended
+
+    def next_expiry(self) -> datetime | None:
+        """The earliest ``expires_at`` in the desired state (no store call)."""
+        heap, expires = self._heap, self._expires
+        while heap and expires.get((heap[0][1], heap[0][2], heap[0][3])) != heap[0][0]:
+            heapq.heappop(heap)  # superseded by a renewal, or ended
+        return heap[0][0] if heap else None
 
     def report(self) -> None:
         for name, desired in self.acls.items():

@@ -19,6 +19,11 @@ from entragate.errors import Code, EntraError
 
 READ_PERMISSION = "Policy.Read.All"
 WRITE_PERMISSION = "Policy.ReadWrite.ConditionalAccess"
+#: Optional application permissions, each with what needs it, and the broader roles that also do.
+OPTIONAL_PERMISSIONS: dict[str, tuple[str, frozenset[str]]] = {
+    "AuditLog.Read.All": ("`entragate why` (sign-in logs)", frozenset()),
+    "User.RevokeSessions.All": ("revoke_sessions", frozenset({"User.ReadWrite.All", "Directory.ReadWrite.All"})),
+}
 
 
 def decode_jwt_payload(token: str) -> dict[str, object]:
@@ -117,7 +122,16 @@ def token_result(
     )
 
 
-def check_permissions(access_token: str) -> CheckResult:
+def _optional(roles: set[str]) -> tuple[str, list[str]]:
+    """The optional permissions, as a summary part, and those missing."""
+    missing = [p for p, (_, broader) in OPTIONAL_PERMISSIONS.items() if p not in roles and not roles & broader]
+    parts = [f"{p} for {use}: {'missing' if p in missing else 'granted'}"
+             for p, (use, _) in OPTIONAL_PERMISSIONS.items()]
+    return "; optional " + ", ".join(parts), missing
+
+
+def check_permissions(access_token: str, *, revoke_sessions: bool = False) -> CheckResult:
+    """The roles the token carries; ``revoke_sessions``: an ACL needs User.RevokeSessions.All."""
     claims = decode_jwt_payload(access_token)
     roles_claim = claims.get("roles")
     roles = {str(r) for r in roles_claim} if isinstance(roles_claim, list) else set()
@@ -161,4 +175,18 @@ def check_permissions(access_token: str) -> CheckResult:
             causes=[Cause("missing_permission", f"{READ_PERMISSION} is not granted.", details={"missing": missing})],
             fix=grant_fix,
         )
-    return CheckResult("permissions", PASS, f"token roles include {READ_PERMISSION} and {WRITE_PERMISSION}")
+    optional, optional_missing = _optional(roles)
+    if revoke_sessions and "User.RevokeSessions.All" in optional_missing:
+        return CheckResult(
+            "permissions",
+            WARN,
+            "an ACL sets revoke_sessions but the token lacks User.RevokeSessions.All: sessions are "
+            "not revoked when access ends" + optional,
+            causes=[Cause("missing_permission", "User.RevokeSessions.All is not granted.",
+                          details={"missing": ["User.RevokeSessions.All"]})],
+            fix=[grant_fix[0].replace("Policy.Read.All and Policy.ReadWrite.ConditionalAccess",
+                                      "User.RevokeSessions.All"), grant_fix[1]],
+        )
+    return CheckResult(
+        "permissions", PASS, f"token roles include {READ_PERMISSION} and {WRITE_PERMISSION}" + optional,
+    )

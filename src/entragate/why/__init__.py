@@ -1,0 +1,1 @@
+"""``entragate why``: the analysis (pure) and what it reads (docs/why.md)."""
