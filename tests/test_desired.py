@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entragate.sync.cidrs import collapse_cidrs, net_bounds
+from entragate.sync.cidrs import collapse_cidrs, net_bounds, subtract_cidrs
 from entragate.sync.desired import AclDesired
 from entragate.sync.ranges import collapse
 from entragate.sync.shard import most_due, passed_over
@@ -79,6 +79,50 @@ def test_fast_collapse_agrees_with_ipaddress(nets: list[tuple[int, int, int]]) -
     assert collapse_cidrs(texts) == [str(n) for n in collapse(ipaddress.ip_network(t) for t in texts)]
     assert collapse_cidrs(["81.0.0.0/9", "81.128.0.0/9"]) == ["81.0.0.0/9", "81.128.0.0/9"]
 
+
+
+def _networks(nets: list[tuple[int, int, int]]) -> list[str]:
+    out = []
+    for version, offset, prefix in nets:
+        base = int(ipaddress.IPv4Address("81.0.0.0")) if version == 4 else int(ipaddress.IPv6Address("2a00::"))
+        size = 1 << ((32 if version == 4 else 128) - prefix)
+        out.append(str(ipaddress.ip_network(((base + offset * size) & ~(size - 1), prefix))))
+    return out
+
+
+_SMALL_NETS = st.lists(
+    st.one_of(
+        st.tuples(st.just(4), st.integers(min_value=0, max_value=63), st.integers(min_value=24, max_value=32)),
+        st.tuples(st.just(6), st.integers(min_value=0, max_value=63), st.integers(min_value=120, max_value=128)),
+    ),
+    max_size=12,
+)
+
+
+@settings(deadline=None, max_examples=300)
+@given(kept=_SMALL_NETS, cut=_SMALL_NETS)
+def test_subtracting_leaves_exactly_the_addresses_outside_the_cuts(
+    kept: list[tuple[int, int, int]], cut: list[tuple[int, int, int]]
+) -> None:
+    texts, removed = _networks(kept), _networks(cut)
+    left = subtract_cidrs(texts, removed)
+
+    def addresses(cidrs: list[str]) -> set[tuple[int, int]]:
+        return {(n.version, int(a)) for n in map(ipaddress.ip_network, cidrs) for a in n}
+
+    assert addresses(left) == addresses(texts) - addresses(removed)
+    cuts = [ipaddress.ip_network(c) for c in removed]
+    for text in texts:  # a range no cut touches comes back as it was
+        if not any(ipaddress.ip_network(text).overlaps(c) for c in cuts if c.version == ipaddress.ip_network(text).version):
+            assert text in left
+
+
+def test_subtracting_one_address_from_a_block_leaves_the_fewest_blocks() -> None:
+    assert subtract_cidrs(["81.2.69.150/31"], ["81.2.69.151/32"]) == ["81.2.69.150/32"]
+    assert subtract_cidrs(["81.2.69.0/30", "2a00::/127"], ["81.2.69.1/32"]) == [
+        "81.2.69.0/32", "81.2.69.2/31", "2a00::/127",
+    ]
+    assert subtract_cidrs(["81.2.69.0/24"], ["81.2.0.0/16"]) == []
 
 def test_shards_open_only_when_needed_and_fill_in_order() -> None:
     desired = make(max_ranges=3, max_locations=4)

@@ -46,6 +46,8 @@ class PgServer:
     data_dir: Path
     log_file: Path
     _counter: itertools.count[int]
+    #: commits survive a crash (an outage test stops it with ``-m immediate``)
+    durable: bool = False
 
     @property
     def admin_url(self) -> str:
@@ -73,18 +75,7 @@ class PgServer:
             return ""
 
 
-def _pg_ctl_start(data: Path, log: Path, port: int, sock: Path) -> subprocess.CompletedProcess[str]:
-    opts = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-        "-c max_connections=200"
-    )
-    return _as_postgres(
-        str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"
-    )
-
-
-def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
+def start_pg_server(*, durable: bool = False) -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
     for tool in ("initdb", "pg_ctl"):
         if not (PG_BIN / tool).exists():
             pytest.fail(
@@ -120,9 +111,9 @@ def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
     last_error = ""
     for _attempt in range(3):  # a free port can be taken between probe and bind
         port = free_port()
-        res = _pg_ctl_start(data, log, port, sock)
+        res = _pg_ctl_start(data, log, port, sock, durable=durable)
         if res.returncode == 0:
-            server = PgServer("127.0.0.1", port, sock, data, log, itertools.count(1))
+            server = PgServer("127.0.0.1", port, sock, data, log, itertools.count(1), durable)
             try:
                 with psycopg.connect(server.admin_url, connect_timeout=10) as conn:
                     conn.execute("SELECT 1")
@@ -138,22 +129,37 @@ def start_pg_server() -> tuple[PgServer, tempfile.TemporaryDirectory[str]]:
     pytest.fail(f"PostgreSQL did not start: {last_error}")
 
 
+def _pg_ctl_start(
+    data: Path, log: Path, port: int, sock: Path, *, durable: bool
+) -> subprocess.CompletedProcess[str]:
+    # The shared server trades durability for speed; a server a test crashes on purpose
+    # keeps PostgreSQL's defaults, or the crash would take recent commits with it.
+    fast = "" if durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} {fast}-c max_connections=200"
+    return _as_postgres(
+        str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"
+    )
+
+
+def start_again(server: PgServer) -> None:
+    """Start a server stopped with :func:`stop_pg_server` on its old port and data."""
+    res = _pg_ctl_start(
+        server.data_dir, server.log_file, server.port, server.socket_dir, durable=server.durable
+    )
+    if res.returncode != 0:
+        pytest.fail(f"PostgreSQL did not start again ({res.returncode}):\n{res.stderr}\n{server.log()}")
+
+
 def stop_pg_server(server: PgServer) -> None:
     _as_postgres(
         str(PG_BIN / "pg_ctl"), "-D", str(server.data_dir), "-m", "immediate", "-w", "stop"
     )
 
 
-def start_again(server: PgServer) -> None:
-    """Start a server :func:`stop_pg_server` stopped, on the same port and data (an outage ends)."""
-    res = _pg_ctl_start(server.data_dir, server.log_file, server.port, server.socket_dir)
-    if res.returncode != 0:
-        raise RuntimeError(f"pg_ctl start failed ({res.returncode}): {res.stderr}\n{server.log()}")
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    server, tmp = start_pg_server()
+@contextlib.contextmanager
+def running_pg_server(*, durable: bool = False) -> Iterator[PgServer]:
+    """A server started for the block and removed after it."""
+    server, tmp = start_pg_server(durable=durable)
     try:
         yield server
     finally:
@@ -161,6 +167,19 @@ def pg_server() -> Iterator[PgServer]:
         shutil.rmtree(tmp.name, ignore_errors=True)
         with contextlib.suppress(OSError):
             tmp.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    with running_pg_server() as server:
+        yield server
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[PgServer]:
+    """A durable server of the test's own (one it may crash and start again)."""
+    with running_pg_server(durable=True) as server:
+        yield server
 
 
 @pytest.fixture

@@ -31,6 +31,9 @@ class WriterLease(abc.ABC):
     """The right to write one tenant's named locations."""
 
     kind: str = "lease"
+    #: whether the last :meth:`try_acquire` reached the lease's source (a refusal then
+    #: means another agent holds it; docs/design.md#outages)
+    reachable: bool = True
 
     @abc.abstractmethod
     def try_acquire(self) -> bool:

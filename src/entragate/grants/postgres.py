@@ -76,6 +76,18 @@ def _open(url: str, connect_timeout: int, **kwargs: Any) -> psycopg.Connection[A
     return psycopg.connect(url, **kwargs)
 
 
+
+def _describe(exc: psycopg.Error) -> str:
+    """The error in words, with the next step when the schema itself has gone."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return (
+            f"{text} (the store's tables are missing: was the database dropped or restored? "
+            "restart the agent to create them again)"
+        )
+    return text
+
+
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -146,12 +158,14 @@ class PostgresGrantStore(GrantStore):
             try:
                 with conn.transaction():
                     yield conn
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except psycopg.Error as exc:
+                # One translation point: every database error leaves as StoreUnavailable, so
+                # the loop retries it and the API answers 503 (docs/design.md#outages).
                 with contextlib.suppress(Exception):
                     conn.close()
                 self._conn = None
                 raise StoreUnavailable(
-                    f"grant store {redact(self.url)}: {op} failed: {exc}"
+                    f"grant store {redact(self.url)}: {op} failed: {_describe(exc)}"
                 ) from exc
 
     def _bump(self, conn: psycopg.Connection[Any], by: int = 1) -> int:
@@ -349,8 +363,10 @@ class PostgresWriterLease(WriterLease):
                 row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
             except psycopg.Error as exc:
                 self._drop()
+                self.reachable = False
                 self._why = f"cannot reach {redact(self.url)}: {str(exc).strip()}"
                 return False
+            self.reachable = True
             self._held = bool(row and row[0])
             if not self._held:
                 self._why = f"another agent holds advisory lock {self.key} on {redact(self.url)}"

@@ -95,6 +95,9 @@ def path_from_url(url: str) -> Path:
     return Path(rest).expanduser()
 
 
+#: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL: reopening the file would not help
+_NOT_THE_CONNECTION = frozenset({5, 6, 13})
+
 class SQLiteGrantStore(GrantStore):
     busy_timeout_ms = 10_000
 
@@ -173,8 +176,10 @@ class SQLiteGrantStore(GrantStore):
         try:
             yield
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-            # locked past the busy timeout, disk I/O error, unreadable/corrupt file …
-            if self._conn is not None and not self._conn.in_transaction:
+            # locked past the busy timeout, disk full, I/O error, unreadable/corrupt file …
+            # A full disk or a lock is not the connection's fault: keep it (and its settings).
+            keep = getattr(exc, "sqlite_errorcode", None) in _NOT_THE_CONNECTION
+            if self._conn is not None and not self._conn.in_transaction and not keep:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.close()
                 self._conn = None

@@ -71,3 +71,28 @@ def _blocks(version: int, first: int, last: int) -> list[str]:
         out.append(format_net(version, first, bits - size))
         first += 1 << size
     return out
+
+
+def subtract_cidrs(texts: Iterable[str], removed: Iterable[str]) -> list[str]:
+    """The addresses of ``texts`` outside every range of ``removed`` (docs/design.md#outages:
+    narrowing without the store). A range no cut touches comes back as it was; one that
+    is cut comes back as the fewest blocks of what is left."""
+    cuts = sorted(net_bounds(t)[:3] for t in removed)
+    out: list[str] = []
+    for text in texts:
+        version, first, last, _prefix = net_bounds(text)
+        start, touched = first, False
+        for cut_version, cut_first, cut_last in cuts:
+            if cut_version != version or cut_last < start or cut_first > last:
+                continue
+            touched = True
+            if cut_first > start:
+                out.extend(_blocks(version, start, cut_first - 1))
+            start = max(start, cut_last + 1)
+            if start > last:
+                break
+        if not touched:
+            out.append(text)
+        elif start <= last:
+            out.extend(_blocks(version, start, last))
+    return out

@@ -36,6 +36,7 @@ from entragate.graph.client import GraphClient
 from entragate.logs import get_logger
 from entragate.sync.drift import adopt
 from entragate.sync.expiry import Expiry
+from entragate.sync.narrowing import Narrowing
 from entragate.sync.pacer import Pacer, PacerStopped
 from entragate.sync.ranges import location_name
 from entragate.sync.role import WriterRole
@@ -110,6 +111,7 @@ class SyncEngine:
             standby_retry=standby_retry,
             lease_check_interval=lease_check_interval,
         )
+        self.narrowing = Narrowing(config, self.tracker, self.expiry, graph, self.role, lock=self._lock)
         if lease is not None:
             graph.write_guard = self.role.guard_write
 
@@ -221,8 +223,10 @@ class SyncEngine:
         while not self._stop.is_set():
             if not self.role.writer:
                 if not self.acquire_writer():
-                    self._stop.wait(self.role.standby_retry)  # standby: the API serves, Graph is left alone
+                    # standby: the API serves, Graph is left alone, unless ended grants must leave
+                    self._stop.wait(self.narrowing.stand_by(self.role.standby_retry))
                     continue
+                self.narrowing.clear()
                 work = True
             # Even when idle, notice a lost lease within about lease_check_interval.
             if not self.role.check_if_due():
@@ -458,6 +462,8 @@ class SyncEngine:
             result["lease"] = self.lease.describe()
             if not writer and self.role.standby_reason:
                 result["standby_reason"] = self.role.standby_reason
+            if self.role.in_doubt:
+                result["lease_in_doubt"] = self.narrowing.describe()
         result["ready"] = self.ready()
         result["pace"] = {"rate": self.pacer.rate, "current": round(self.pacer.pace, 4)}
         result["acls"] = acls

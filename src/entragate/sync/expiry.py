@@ -25,9 +25,10 @@ class Expiry:
         self.unrecorded: set[GrantKey] = set()  # expired here, not yet in the store
         self.log = get_logger(component="sync")
 
-    def run(self) -> None:
+    def run(self) -> list[GrantKey]:
         """Drop expired grants from the desired state (always), then record the expiries
-        in the store (when it answers, and not while it is backing off)."""
+        in the store (when it answers, and not while it is backing off). The grants that
+        left the desired state now."""
         now = datetime.now(UTC)
         with self._lock:
             ended = self.tracker.expire(now)
@@ -39,12 +40,13 @@ class Expiry:
         except StoreError:  # the store has recorded the failure in its health
             for key in ended:
                 self._unrecorded_expiry(key)
-            return
+            return ended
         for grant in recorded:
             key = (grant.acl, grant.user, grant.cidr)
             event = "grant.expiry_recorded" if key in self.unrecorded else "grant.expired"
             self.log.info(event, acl=grant.acl, user=grant.user, cidr=grant.cidr)
         self.unrecorded.clear()  # the rest ended otherwise meanwhile (revoked, flushed, renewed)
+        return ended
 
     def _unrecorded_expiry(self, key: GrantKey) -> None:
         self.unrecorded.add(key)

@@ -6,6 +6,10 @@ standby that retries the lease about once a second and never calls Graph. Each
 term as writer starts unread (``fresh`` is False until the engine has read
 Entra); the lease is verified right before every Graph write, and on losing it
 the engine stops writing at once and forgets what it knew of the remote state.
+
+A writer that lost its lease because the lease's source stopped answering is *in
+doubt* until it either wins the lease again or sees another agent hold it; while
+in doubt it may send narrowing writes only (``narrowing()``, sync/narrowing.py).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from entragate.grants.lease import WriterLease
@@ -48,6 +52,8 @@ class WriterRole:
         self.writer = lease is None
         self.fresh = False  # Entra read since this term as writer began
         self.standby_reason: str | None = None
+        self.in_doubt = False  # lost the lease, and nobody is known to hold it
+        self._narrowing_thread: int | None = None
         self._lock = lock
         self._forget_remote = forget_remote
         self._on_acquired = on_acquired
@@ -71,6 +77,8 @@ class WriterRole:
         else:
             reason = self.lease.why_not()
         if not acquired:
+            if self.lease.reachable:
+                self.in_doubt = False  # another agent holds the lease: it writes
             if reason != self.standby_reason:  # once per reason, not once a second
                 self.standby_reason = reason
                 self.log.info("writer.standby", reason=reason, lease=self.lease.describe())
@@ -79,6 +87,7 @@ class WriterRole:
             self._forget_remote()
             self.writer = True
             self.fresh = False
+            self.in_doubt = False
             self._lease_check_due = time.monotonic() + self.lease_check_interval
         self.standby_reason = None
         self._set_writer_metric()
@@ -113,8 +122,22 @@ class WriterRole:
 
     def guard_write(self) -> None:
         """Graph calls this right before sending each write."""
+        if self._narrowing_thread == threading.get_ident():
+            return  # a removal of ended grants while in doubt: safe whoever writes
         if not self.check():
             raise WriterLeaseLost("this agent is no longer the writer")
+
+    @contextlib.contextmanager
+    def narrowing(self) -> Iterator[None]:
+        """Let this thread's writes through the guard while in doubt: only for writes that
+        remove ended grants and add nothing (docs/design.md#outages)."""
+        if not self.in_doubt:
+            raise WriterLeaseLost("another agent holds the writer lease: it removes what ended")
+        self._narrowing_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._narrowing_thread = None
 
     def release(self) -> None:
         """Give the lease up (on stop): a standby takes over within about a second."""
@@ -122,6 +145,7 @@ class WriterRole:
             return
         with self._lock:
             was_writer, self.writer, self.fresh = self.writer, False, False
+            self.in_doubt = False
         with contextlib.suppress(Exception):
             self.lease.release()
         if was_writer:
@@ -134,6 +158,7 @@ class WriterRole:
                 return
             self.writer = False
             self.fresh = False
+            self.in_doubt = True
             self._forget_remote()
         # A flapping connection should not win the lease straight back: standbys retry
         # every ``standby_retry``, so a healthy one takes over first.

@@ -1,0 +1,146 @@
+"""Ended grants leave Entra while the writer lease is in doubt (docs/design.md#outages).
+
+A PostgreSQL writer lease lives in the database it guards: when PostgreSQL goes
+down, the writer can no longer prove it still holds the lease, and it stops
+being the writer. Nobody may then *write* the desired state, since another
+agent that can still reach the database may have taken over; but an address
+whose grant has ended must still leave Entra on time.
+
+So a writer whose lease is in doubt makes narrowing writes only: it reads the
+locations, takes out exactly the addresses of grants that ended in its own
+tracker (and that no grant it still knows covers), and leaves everything else
+as Entra holds it. Such a write can only remove access, never grant any, whoever
+else is writing: the worst it can do to another writer is take out an address
+that writer re-granted in the one request between our read and our PATCH, which
+that writer's verify pass puts back.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from entragate.config import Config
+from entragate.errors import EntraError
+from entragate.graph.client import GraphClient, NamedLocation
+from entragate.graph.matching import resolve_location
+from entragate.logs import get_logger
+from entragate.sync.cidrs import net_bounds, subtract_cidrs
+from entragate.sync.expiry import Expiry
+from entragate.sync.ranges import location_name
+from entragate.sync.role import WriterLeaseLost, WriterRole
+from entragate.sync.tracker import DesiredTracker
+
+
+class Narrowing:
+    """Removals of ended grants, and nothing else, while ``role.in_doubt``."""
+
+    def __init__(
+        self,
+        config: Config,
+        tracker: DesiredTracker,
+        expiry: Expiry,
+        graph: GraphClient,
+        role: WriterRole,
+        *,
+        lock: threading.RLock,
+    ) -> None:
+        self.config = config
+        self.tracker = tracker
+        self.expiry = expiry
+        self.graph = graph
+        self.role = role
+        self._lock = lock
+        self.placeholder = config.agent.placeholder
+        self.pending: dict[str, set[str]] = {}  # acl → ranges of ended grants, not yet out of Entra
+        self.log = get_logger(component="sync")
+
+    def stand_by(self, standby_retry: float) -> float:
+        """A standby's turn; how long until its next. In doubt it takes ended grants out of
+        Entra (failures are retried next turn) and wakes for the next expiry."""
+        if not self.role.in_doubt:
+            self.clear()
+            return standby_retry
+        try:
+            self.run()
+        except (EntraError, WriterLeaseLost) as exc:  # the removals stay pending
+            self.log.warning("location.narrowing_failed", error=str(exc)[:300],
+                             pending=self.describe()["pending_removals"])
+        with self._lock:
+            next_expiry = self.tracker.next_expiry()
+        wait = standby_retry
+        if next_expiry is not None:
+            wait = min(wait, (next_expiry - datetime.now(UTC)).total_seconds())
+        return max(0.05, wait)
+
+    def clear(self) -> None:
+        """A writer again, or another agent is: the full reconcile takes over."""
+        self.pending.clear()
+
+    def run(self) -> int:
+        """End what is due; take what ended out of Entra (``EntraError`` when Graph fails,
+        and the removals stay pending). The number of writes sent."""
+        ended = self.expiry.run()
+        with self._lock:
+            for acl, _user, cidr in ended:
+                self.pending.setdefault(acl, set()).add(cidr)
+            gone = {
+                acl: subtract_cidrs(cidrs, self.tracker.acls[acl].desired())
+                for acl, cidrs in self.pending.items()
+            }
+        for acl in [name for name, ranges in gone.items() if not ranges]:
+            del self.pending[acl]  # still covered by another grant this agent knows
+            del gone[acl]
+        if not gone:
+            return 0
+        locations = self.graph.list_locations()
+        writes = 0
+        for acl_name, ranges in gone.items():
+            for location in self._locations_of(acl_name, locations):
+                writes += self._narrow(acl_name, location, ranges)
+            self.pending.pop(acl_name, None)
+        return writes
+
+    def _locations_of(self, acl_name: str, locations: list[NamedLocation]) -> list[NamedLocation]:
+        acl = self.config.acls[acl_name]
+        first = resolve_location(locations, acl.location, create=True, host=self.graph.host, acl=acl_name)
+        if first is None:
+            return []
+        names = {location_name(first.display_name, i) for i in range(1, acl.max_locations)}
+        return [first] + [loc for loc in locations if loc.is_ip and loc.display_name in names]
+
+    def _narrow(self, acl: str, location: NamedLocation, gone: list[str]) -> int:
+        parsed, verbatim = _split_canonical(location.cidrs)
+        keep = subtract_cidrs(parsed, gone) + verbatim
+        if set(keep) == set(location.cidrs):
+            return 0
+        with self.role.narrowing():
+            self.graph.replace_ranges(location, keep or [self.placeholder])
+        removed = sorted(set(location.cidrs) - set(keep))
+        self.log.warning(
+            "location.narrowed",
+            acl=acl,
+            location=location.display_name,
+            removed=removed[:20],
+            removed_count=len(removed),
+            reason="the writer lease is in doubt (its store is unreachable): only ended grants were removed",
+            request_id=self.graph.last_request_id,
+        )
+        return 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"pending_removals": sum(len(r) for r in self.pending.values())}
+
+
+def _split_canonical(cidrs: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Ranges this module can do arithmetic on, and the rest (kept as Entra holds them)."""
+    parsed, verbatim = [], []
+    for cidr in cidrs:
+        try:
+            net_bounds(cidr)
+        except ValueError:
+            verbatim.append(cidr)
+        else:
+            parsed.append(cidr)
+    return parsed, verbatim
