@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -28,15 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
 from common import auth, emit, emulated_tenant, scattered, wait_until
+from entragate.emulator import EmulatorFault
 from soak_check import Ledger, Op, check_writes, compare, count_by, parse_time
 from soak_faults import CYCLE, AgentRunner, Phase, make_faults
-
-from entragate.emulator import EmulatorFault
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER = "192.0.2.255/32"
 CONVERGE_LIMIT = 10.0  # seconds after the last fault (issue 10's acceptance)
+KEEP_LOG = os.environ.get("SOAK_AGENT_LOG")  # copy the agent's log there (a failed soak's evidence)
 
 
 class Driver:
@@ -148,29 +151,27 @@ def run_schedule(names: list[str], faults: dict[str, Any], seconds: float, drive
 
 def run(seconds: float, names: list[str], *, rate: float = 20.0, ttl: tuple[int, int] = (4, 20),
         addresses: int = 250, seed: int = 7, pg: Any = None) -> dict[str, Any]:
+    """The soak on ``pg`` (a durable one may be restarted: ``pg_restart``), or on its own server."""
     sys.path.insert(0, str(ROOT))
     from tests.helpers import postgres
 
-    own_pg = pg is None
-    tmp_pg = None
-    if own_pg:
-        pg, tmp_pg = postgres.start_pg_server()
-    try:
-        store = pg.create_database("soak")
-        with tempfile.TemporaryDirectory(prefix="entragate-soak-") as tmp, emulated_tenant(Path(tmp)) as t:
-            t.emu.token_lifetime = 303  # msal refetches tokens within 5 minutes of expiry: every ~3 s
-            agent = AgentRunner(t.emu, t.app, Path(tmp), store)
-            agent.start()
+    if pg is None:  # durable: an immediate stop must not take acknowledged commits with it
+        with postgres.running_pg_server(durable=True) as server:
+            return run(seconds, names, rate=rate, ttl=ttl, addresses=addresses, seed=seed, pg=server)
+    store = pg.create_database("soak")
+    restart = (lambda: postgres.stop_pg_server(pg), lambda: postgres.start_again(pg)) if pg.durable else None
+    with tempfile.TemporaryDirectory(prefix="entragate-soak-") as tmp, emulated_tenant(Path(tmp)) as t:
+        t.emu.token_lifetime = 303  # msal refetches tokens within 5 minutes of expiry: every ~3 s
+        agent = AgentRunner(t.emu, t.app, Path(tmp), store)
+        agent.start()
+        try:
             if not agent.wait_ready():
                 raise RuntimeError(f"the agent did not become ready:\n{agent.log_path.read_text()[-3000:]}")
 
             def base() -> None:
                 t.emu.set_fault(EmulatorFault(kind="latency", host="graph", seconds=0.030))
 
-            def pg_start() -> None:
-                postgres.start_again(pg)
-
-            faults = make_faults(t.emu, agent, (lambda: postgres.stop_pg_server(pg), pg_start) if own_pg else None, base)
+            faults = make_faults(t.emu, agent, restart, base)
             unknown = [n for n in names if n not in faults]
             if unknown:
                 raise ValueError(f"unknown or unavailable faults {unknown}; known: {', '.join(faults)}")
@@ -188,15 +189,13 @@ def run(seconds: float, names: list[str], *, rate: float = 20.0, ttl: tuple[int,
             drain_by = ledger.last_expiry()
             drained = wait_until(lambda: not held_now(t.emu, t.tenant), max(0.0, drain_by - time.time()) + 30)
             drained_at = time.time()
+        finally:
             exit_status = agent.stop()
-            writes = [(w.time, w.location_id, w.ranges) for w in t.emu.writes(t.tenant) if w.ranges is not None]
-            requests_log = [r for r in t.emu.requests if r.tenant in (t.tenant, None)]
-            events = agent_events(agent.log_path)
-    finally:
-        if own_pg:
-            postgres.stop_pg_server(pg)
-            if tmp_pg is not None:
-                tmp_pg.cleanup()
+            if KEEP_LOG:
+                shutil.copy(agent.log_path, KEEP_LOG)
+        writes = [(w.time, w.location_id, w.ranges) for w in t.emu.writes(t.tenant) if w.ranges is not None]
+        requests_log = [r for r in t.emu.requests if r.tenant in (t.tenant, None)]
+        events = agent_events(agent.log_path)
     checked, violations = check_writes(ledger, [(a, loc, list(r)) for a, loc, r in writes], {PLACEHOLDER})
     ops = ledger.all_ops()
     last_acked_expiry = max((op.expires_at for op in ops if op.expires_at is not None), default=drain_by)
@@ -215,15 +214,18 @@ def run(seconds: float, names: list[str], *, rate: float = 20.0, ttl: tuple[int,
             "agent_errors": count_by(code for at, code in events if phase.start <= at < until),
             "writes": sum(1 for a, _, _ in writes if phase.start <= a < until),
             "first_write_after_s": round(min(after) - phase.end, 2) if after else None,
+            "violations": sum(1 for v in violations if phase.start <= v.time < until),
         }
         if phase.name == "tls_intercepted":
             row["requests_through_interception"] = sum(1 for r in requests_log if phase.start + 0.5 <= r.time <= phase.end)
         phase_rows.append(row)
+    first_per_write = list({v.time: v for v in violations[::-1]}.values())[::-1]  # each bad write's first
     intercepted = sum(r.get("requests_through_interception", 0) for r in phase_rows)
     converged_s = round(converged_at - last_fault, 2) if converged else None
     report: dict[str, Any] = {
         "seconds": seconds,
         "faults": names,
+        "started": started,
         "ops": len(ops),
         "ops_per_s": round(len(ops) / max(1e-9, last_fault - started), 1),
         "by_kind": count_by(f"{op.kind} {op.status}" for op in ops),
@@ -232,7 +234,8 @@ def run(seconds: float, names: list[str], *, rate: float = 20.0, ttl: tuple[int,
         "agent_exit": exit_status,
         "graph_writes_checked": checked,
         "write_violations": len(violations),
-        "write_violation_examples": [vars(v) for v in violations[:10]],
+        "bad_writes": len({v.time for v in violations}),
+        "write_violation_examples": [vars(v) for v in first_per_write[:10]],
         "requests_through_interception": intercepted,
         "missing": len(verdict.missing),
         "extra": len(verdict.extra),
@@ -260,7 +263,7 @@ def table(r: dict[str, Any]) -> list[str]:
         agent = ", ".join(f"{k}: {v}" for k, v in p["agent_errors"].items()) or "-"
         first = "-" if p["first_write_after_s"] is None else f"{p['first_write_after_s']:.2f}"
         lines.append(f"  {p['fault']:18s} {p['at_s']:6.1f} {p['held_s']:5.1f} {p['ops']:5d} {p['acked']:6d} "
-                     f"{p['writes']:6d} {first:>9s}  {api} | {agent}")
+                     f"{p['writes']:6d} {first:>9s} {p['violations']:4d}  {api} | {agent}")
     lines += [
         f"  writes checked {r['graph_writes_checked']}, violations {r['write_violations']}; "
         f"requests through intercepted TLS {r['requests_through_interception']}",
@@ -269,7 +272,7 @@ def table(r: dict[str, Any]) -> list[str]:
         f"  {'OK' if r['ok'] else 'FAILED'}",
     ]
     for v in r["write_violation_examples"]:
-        lines.append(f"    violation: {v}")
+        lines.append(f"    violation: {v['cidr']} in a write at {v['time'] - r['started']:.2f} s: {v['why']}")
     if r["missing_examples"] or r["extra_examples"]:
         lines.append(f"    missing {r['missing_examples']}, extra {r['extra_examples']}")
     return lines

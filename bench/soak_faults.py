@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from common import LOCATION, TOKEN, free_port
 
+from common import LOCATION, TOKEN, free_port
 from entragate.emulator import Emulator, EmulatorFault
 
 
