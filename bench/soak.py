@@ -235,6 +235,7 @@ def run(seconds: float, names: list[str], *, rate: float = 20.0, ttl: tuple[int,
         "graph_writes_checked": checked,
         "write_violations": len(violations),
         "bad_writes": len({v.time for v in violations}),
+        "violations_put_in": sum(1 for v in violations if not v.kept),  # the rest were left in
         "write_violation_examples": [vars(v) for v in first_per_write[:10]],
         "requests_through_interception": intercepted,
         "missing": len(verdict.missing),
@@ -265,14 +266,16 @@ def table(r: dict[str, Any]) -> list[str]:
         lines.append(f"  {p['fault']:18s} {p['at_s']:6.1f} {p['held_s']:5.1f} {p['ops']:5d} {p['acked']:6d} "
                      f"{p['writes']:6d} {first:>9s} {p['violations']:4d}  {api} | {agent}")
     lines += [
-        f"  writes checked {r['graph_writes_checked']}, violations {r['write_violations']}; "
+        f"  writes checked {r['graph_writes_checked']}, violations {r['write_violations']} in {r['bad_writes']} "
+        f"writes ({r['violations_put_in']} put in, the rest left in); "
         f"requests through intercepted TLS {r['requests_through_interception']}",
         f"  {r['missing']} missing, {r['extra']} extra; converged {r['converged_after_last_fault_s']} s after the "
         f"last fault (limit {CONVERGE_LIMIT:g}); empty {r['drained_after_last_expiry_s']} s after the last expiry",
         f"  {'OK' if r['ok'] else 'FAILED'}",
     ]
     for v in r["write_violation_examples"]:
-        lines.append(f"    violation: {v['cidr']} in a write at {v['time'] - r['started']:.2f} s: {v['why']}")
+        how = "left in" if v["kept"] else "put in"
+        lines.append(f"    violation: {v['cidr']} {how} by a write at {v['time'] - r['started']:.2f} s: {v['why']}")
     if r["missing_examples"] or r["extra_examples"]:
         lines.append(f"    missing {r['missing_examples']}, extra {r['extra_examples']}")
     return lines

@@ -143,14 +143,18 @@ class WriteViolation:
     location: str
     cidr: str
     why: str  # "never granted" or "ended N s before"
+    kept: bool  # the location's previous write held it too (left in, rather than put back)
 
 
 def check_writes(ledger: Ledger, writes: Iterable[tuple[float, str, list[str]]], ignore: set[str]) -> tuple[int, list[WriteViolation]]:
-    """Every applied write (time, location, ranges): (writes checked, what was not allowed)."""
+    """Every applied write (time, location, ranges), in time order: (writes checked, what
+    was not allowed)."""
     checked = 0
     bad: list[WriteViolation] = []
+    held: dict[str, set[str]] = {}  # location -> its previous write's ranges
     for at, location, ranges in writes:
         checked += 1
+        before, held[location] = held.get(location, set()), set(ranges)
         for cidr in ranges:
             if cidr in ignore or ledger.allowed_at(cidr, at, WRITE_GRACE):
                 continue
@@ -158,7 +162,7 @@ def check_writes(ledger: Ledger, writes: Iterable[tuple[float, str, list[str]]],
             ended = [at - end for start, end in spans if start <= at]
             why = "never granted" if not spans else (
                 f"ended {min(ended):.2f} s before" if ended else "granted only after")
-            bad.append(WriteViolation(at, location, cidr, why))
+            bad.append(WriteViolation(at, location, cidr, why, cidr in before))
     return checked, bad
 
 
