@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 PG_BIN := /usr/lib/postgresql/15/bin
 
-.PHONY: setup demo test lint unit bench clean system-deps docs
+.PHONY: setup demo test lint unit bench soak clean system-deps docs
 
 setup: $(STAMP)
 
@@ -49,6 +49,12 @@ test: lint unit
 # Benchmarks are not tests (make test never runs them): figures land in bench/results.json.
 bench: setup
 	$(BIN)/python bench/all.py
+
+# The fault soak (the agent a real process on its own PostgreSQL, under every fault in
+# turn): 3 minutes by default; e.g. `make soak SOAK_ARGS="--seconds 600 --json"`.
+SOAK_ARGS ?=
+soak: setup system-deps
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
