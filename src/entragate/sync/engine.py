@@ -115,7 +115,9 @@ class SyncEngine:
             standby_retry=standby_retry,
             lease_check_interval=lease_check_interval,
         )
-        self.narrowing = Narrowing(config, self.tracker, self.expiry, graph, self.role, lock=self._lock)
+        self.narrowing = Narrowing(
+            config, self.tracker, self.expiry, graph, self.role, lock=self._lock, pacer=pacer
+        )
         if lease is not None:
             graph.write_guard = self.role.guard_write
 
@@ -194,9 +196,13 @@ class SyncEngine:
         self.role.release()
 
     def _forget_remote(self) -> None:
-        """What this agent knew of Entra is stale once another agent may have written."""
-        for state in all_states(self.shards):
-            state.forget()
+        """What this agent knew of Entra is stale once another agent may have written.
+        A writer now in doubt keeps, as owed removals, what Entra held beyond its grants."""
+        for acl, states in self.shards.items():
+            for state in states:
+                if self.role.in_doubt and state.applied:
+                    self.narrowing.remember(acl, set(state.applied))
+                state.forget()
         self.failures.reset()
         self._verify_due = 0.0  # read Entra first
 

@@ -9,7 +9,9 @@ whose grant has ended must still leave Entra on time.
 So a writer whose lease is in doubt makes narrowing writes only: it reads the
 locations, takes out exactly the addresses of grants that ended in its own
 tracker (and that no grant it still knows covers), and leaves everything else
-as Entra holds it. Such a write can only remove access, never grant any, whoever
+as Entra holds it. Removals it still owed when the doubt began (an expiry whose
+write was waiting for its slot) are remembered too (``remember``), and what to take
+out is decided after waiting for the slot, as the writer does. Such a write can only remove access, never grant any, whoever
 else is writing: the worst it can do to another writer is take out an address
 that writer re-granted in the one request between our read and our PATCH, which
 that writer's verify pass puts back.
@@ -28,6 +30,7 @@ from entragate.graph.matching import resolve_location
 from entragate.logs import get_logger
 from entragate.sync.cidrs import net_bounds, subtract_cidrs
 from entragate.sync.expiry import Expiry
+from entragate.sync.pacer import Pacer
 from entragate.sync.ranges import location_name
 from entragate.sync.role import WriterLeaseLost, WriterRole
 from entragate.sync.tracker import DesiredTracker
@@ -45,12 +48,14 @@ class Narrowing:
         role: WriterRole,
         *,
         lock: threading.RLock,
+        pacer: Pacer | None = None,
     ) -> None:
         self.config = config
         self.tracker = tracker
         self.expiry = expiry
         self.graph = graph
         self.role = role
+        self.pacer = pacer
         self._lock = lock
         self.placeholder = config.agent.placeholder
         self.pending: dict[str, set[str]] = {}  # acl → ranges of ended grants, not yet out of Entra
@@ -78,28 +83,51 @@ class Narrowing:
         """A writer again, or another agent is: the full reconcile takes over."""
         self.pending.clear()
 
+    def remember(self, acl: str, ranges: set[str]) -> None:
+        """Ranges Entra held that no grant wants any more, as the writer knew when it lost
+        the lease: they are owed removals like the ends that come later."""
+        with self._lock:
+            known = [r for r in ranges if r != self.placeholder]
+            gone = subtract_cidrs(known, self.tracker.acls[acl].desired()) if acl in self.tracker.acls else []
+            if gone:
+                self.pending.setdefault(acl, set()).update(gone)
+
+    def _collect(self) -> None:
+        for acl, _user, cidr in self.expiry.run():
+            with self._lock:
+                self.pending.setdefault(acl, set()).add(cidr)
+
+    def _gone(self, acl: str, owed: set[str]) -> list[str]:
+        with self._lock:
+            return subtract_cidrs(sorted(owed), self.tracker.acls[acl].desired())
+
     def run(self) -> int:
         """End what is due; take what ended out of Entra (``EntraError`` when Graph fails,
         and the removals stay pending). The number of writes sent."""
-        ended = self.expiry.run()
-        with self._lock:
-            for acl, _user, cidr in ended:
-                self.pending.setdefault(acl, set()).add(cidr)
-            gone = {
-                acl: subtract_cidrs(cidrs, self.tracker.acls[acl].desired())
-                for acl, cidrs in self.pending.items()
-            }
-        for acl in [name for name, ranges in gone.items() if not ranges]:
-            del self.pending[acl]  # still covered by another grant this agent knows
-            del gone[acl]
-        if not gone:
+        self._collect()
+        for acl in [name for name, owed in self.pending.items() if not self._gone(name, owed)]:
+            del self.pending[acl]  # still covered by a grant this agent knows
+        if not self.pending:
             return 0
         locations = self.graph.list_locations()
         writes = 0
-        for acl_name, ranges in gone.items():
-            for location in self._locations_of(acl_name, locations):
+        for acl_name in sorted(self.pending):
+            targets = self._locations_of(acl_name, locations)
+            # Decide after waiting for the slot: whatever ended meanwhile goes too.
+            if self.pacer is not None:
+                self.pacer.wait_ready(timeout=5.0)
+            self._collect()
+            with self._lock:
+                owed = set(self.pending.get(acl_name, ()))
+            ranges = self._gone(acl_name, owed)
+            for location in targets:
                 writes += self._narrow(acl_name, location, ranges)
-            self.pending.pop(acl_name, None)
+            with self._lock:
+                left = self.pending.get(acl_name, set()) - owed
+                if left:
+                    self.pending[acl_name] = left
+                else:
+                    self.pending.pop(acl_name, None)
         return writes
 
     def _locations_of(self, acl_name: str, locations: list[NamedLocation]) -> list[NamedLocation]:
