@@ -116,7 +116,8 @@ class SyncEngine:
             lease_check_interval=lease_check_interval,
         )
         self.narrowing = Narrowing(
-            config, self.tracker, self.expiry, graph, self.role, lock=self._lock, pacer=pacer
+            config, self.tracker, self.expiry, graph, self.role, lock=self._lock, pacer=pacer,
+            absorb=self._absorb,
         )
         if lease is not None:
             graph.write_guard = self.role.guard_write
@@ -200,8 +201,8 @@ class SyncEngine:
         A writer now in doubt keeps, as owed removals, what Entra held beyond its grants."""
         for acl, states in self.shards.items():
             for state in states:
-                if self.role.in_doubt and state.applied:
-                    self.narrowing.remember(acl, set(state.applied))
+                if self.role.in_doubt:
+                    self.narrowing.remember(acl, set(state.applied or ()))
                 state.forget()
         self.failures.reset()
         self._verify_due = 0.0  # read Entra first

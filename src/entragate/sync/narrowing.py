@@ -20,6 +20,7 @@ that writer's verify pass puts back.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,7 @@ class Narrowing:
         *,
         lock: threading.RLock,
         pacer: Pacer | None = None,
+        absorb: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.tracker = tracker
@@ -56,6 +58,8 @@ class Narrowing:
         self.graph = graph
         self.role = role
         self.pacer = pacer
+        self._absorb = absorb
+        self._known: dict[str, list[str]] = {}  # acl → what its grants covered when last looked
         self._lock = lock
         self.placeholder = config.agent.placeholder
         self.pending: dict[str, set[str]] = {}  # acl → ranges of ended grants, not yet out of Entra
@@ -82,20 +86,37 @@ class Narrowing:
     def clear(self) -> None:
         """A writer again, or another agent is: the full reconcile takes over."""
         self.pending.clear()
+        self._known.clear()
 
     def remember(self, acl: str, ranges: set[str]) -> None:
         """Ranges Entra held that no grant wants any more, as the writer knew when it lost
         the lease: they are owed removals like the ends that come later."""
         with self._lock:
-            known = [r for r in ranges if r != self.placeholder]
-            gone = subtract_cidrs(known, self.tracker.acls[acl].desired()) if acl in self.tracker.acls else []
+            if acl not in self.tracker.acls:
+                return
+            desired = self.tracker.acls[acl].desired()
+            self._known.setdefault(acl, desired)
+            gone = subtract_cidrs([r for r in ranges if r != self.placeholder], desired)
             if gone:
                 self.pending.setdefault(acl, set()).update(gone)
 
     def _collect(self) -> None:
+        """Owed removals: grants that ended here, and any the store says ended elsewhere
+        (a revoke through another agent's API) since the last look."""
         for acl, _user, cidr in self.expiry.run():
             with self._lock:
                 self.pending.setdefault(acl, set()).add(cidr)
+        if self._absorb is not None:
+            self._absorb()
+        with self._lock:
+            for acl, desired in self.tracker.acls.items():
+                now = desired.desired()
+                before = self._known.get(acl)
+                if before is not None:
+                    gone = subtract_cidrs(before, now)
+                    if gone:
+                        self.pending.setdefault(acl, set()).update(gone)
+                self._known[acl] = now
 
     def _gone(self, acl: str, owed: set[str]) -> list[str]:
         with self._lock:
