@@ -176,9 +176,19 @@ def table(report: dict[str, Any]) -> list[str]:
                          f"{row['writes']:6d} {row['p50'] if row['p50'] is not None else '-':>6} "
                          f"{row['p99'] if row['p99'] is not None else '-':>6}")
         lines.append(f"  healthy tenants: at most {r['healthy_max_writes']} write(s) each, "
-                     f"p99 at most {r['healthy_max_p99']} s, all visible: {r['healthy_all_visible']}")
+                     f"p99 at most {r['healthy_max_p99']} s, all visible: {r['healthy_all_visible']}; "
+                     f"p99 of each run: {r.get('p99_of_each_run')}")
     lines.append(f"healthy p99 with failures / without: {report['p99_ratio']} (goal: within 10 %)")
     return lines
+
+
+def median_run(repeat: int, tenants: int, grants: int, failing: dict[int, str], latency: float) -> dict[str, Any]:
+    """``repeat`` runs; the one whose healthy p99 is the median, with every run's p99."""
+    runs = sorted((run(tenants, grants, failing, latency) for _ in range(max(1, repeat))),
+                  key=lambda r: r["healthy_max_p99"])
+    chosen = runs[len(runs) // 2]
+    chosen["p99_of_each_run"] = [r["healthy_max_p99"] for r in runs]
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,11 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenants", type=int, default=20)
     parser.add_argument("--grants", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.030)
+    parser.add_argument("--failures", default=",".join(FAILURES),
+                        help=f"which ways the failing tenants fail (default {','.join(FAILURES)})")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each scenario; the one with the median p99 is reported (2 shared "
+                        "cores: one run's p99 varies by a third)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    failing = {args.tenants - 1 - k: how for k, how in enumerate(FAILURES)}
-    report: dict[str, Any] = {"all_healthy": run(args.tenants, args.grants, {}, args.latency)}
-    report["with_failures"] = run(args.tenants, args.grants, failing, args.latency)
+    ways = [w for w in args.failures.split(",") if w]
+    unknown = sorted(set(ways) - set(FAILURES))
+    if unknown:
+        parser.error(f"--failures: unknown {', '.join(unknown)} (choose from {', '.join(FAILURES)})")
+    failing = {args.tenants - 1 - k: how for k, how in enumerate(ways)}
+    report: dict[str, Any] = {
+        "all_healthy": median_run(args.repeat, args.tenants, args.grants, {}, args.latency),
+        "with_failures": median_run(args.repeat, args.tenants, args.grants, failing, args.latency),
+    }
     healthy = [f"t{i:02d}" for i in range(args.tenants) if i not in failing]
     base = max(report["all_healthy"]["per_tenant"][t]["p99"] or 0.0 for t in healthy)
     worse = max(report["with_failures"]["per_tenant"][t]["p99"] or 0.0 for t in healthy)
