@@ -187,7 +187,8 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
         signal.signal(signal.SIGHUP, lambda _signum, _frame: reload_wanted.set())
     agent.start()
     notifier.ready()
-    notifier.start_watchdog(agent.alive)
+    # A lambda, not agent.alive: a reload replaces ``agent``, and the watchdog must follow it.
+    notifier.start_watchdog(lambda: agent.alive())
     try:
         while not stopped.wait(0.25):
             if reload is None or not reload_wanted.is_set():
