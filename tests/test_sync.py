@@ -19,6 +19,7 @@ import entragate.sync
 from entragate.agent import Agent
 from entragate.config import AclConfig, Config
 from entragate.emulator import Emulator, EmulatorFault
+from entragate.errors import Code
 from tests.helpers.config import make_config
 from tests.helpers.sync import (
     LOCATION,
@@ -478,3 +479,30 @@ def test_other_location_types_are_ignored_and_never_managed(emu: Emulator, app: 
     written = {w.location_id for w in emu.writes(app.tenant_id)}
     kinds = {loc["id"]: loc["@odata.type"] for loc in emu.locations(app.tenant_id)}
     assert {kinds[i] for i in written} == {"#microsoft.graph.ipNamedLocation"}
+
+
+def test_a_parked_location_that_still_holds_an_ended_grant_is_retried_soon(
+    emu: Emulator, app: Any, tmp_path: Path
+) -> None:
+    """A permission or TLS failure parks a location for minutes; while it still holds an
+    address whose grant ended, it is retried at most backoff_cap apart (docs/design.md#outages)."""
+    emu.create_location(app.tenant_id, LOCATION, [PLACEHOLDER])
+    config = make_config(emu, app, tmp_path, agent={"rate": 20.0})
+    agent = Agent(config, parked_retry=600.0, backoff_cap=1.0)
+    agent.start()
+    try:
+        assert wait_for(agent.engine.ready, 30)
+        agent.service.grant("staff", "81.2.69.142", "alice", ttl=3600, source="test")
+        agent.service.grant("staff", "81.2.69.143", "bob", ttl=3600, source="test")
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32", "81.2.69.143/32"})
+        emu.set_fault(EmulatorFault(kind="status", host="graph", method="PATCH", status=403))
+        (state,) = agent.engine.shards["staff"]
+        agent.service.revoke("staff", "81.2.69.143", "bob")  # his grant ends; the write fails
+
+        assert wait_for(lambda: state.last_error is not None and state.parked_until > 0, 30)
+        assert state.last_error is not None and state.last_error.code == Code.ENTRA002  # never retried
+        assert state.parked_until - time.monotonic() <= 1.0  # not the 600 s of parked_retry
+        emu.clear_faults()
+        assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32"}, 60)
+    finally:
+        agent.stop()

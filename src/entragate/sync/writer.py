@@ -109,7 +109,18 @@ class Failures:
     def park(self, state: LocationState, error: EntraError) -> None:
         state.last_error = error
         retry = min(self.parked_retry * (2 ** min(state.failures, 4)), 900.0)
-        state.parked_until = time.monotonic() + (self.parked_retry if state.failures <= 1 else retry)
+        retry = self.parked_retry if state.failures <= 1 else retry
+        if owes_removal(state):
+            # Access must not outlive its grant by a parking: while the location may still
+            # hold an ended grant's address, it is tried again at most backoff_cap apart
+            # (an intercepting proxy switched off, a permission restored; docs/design.md#outages).
+            retry = min(retry, self.backoff_cap)
+        state.parked_until = time.monotonic() + retry
+
+
+def owes_removal(state: LocationState) -> bool:
+    """Whether the location may hold a range it should not (unknown counts as may)."""
+    return state.applied is None or bool(state.applied - set(state.desired))
 
 
 class LocationWriter:
