@@ -178,8 +178,14 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     log = get_logger(component="agent")
     notifier = Notifier()
 
+    hard_stop: list[threading.Timer] = []
+
     def on_signal(signum: int, _frame: Any) -> None:
-        stopped.set()
+        # Armed here, not after the loop: the main thread may be stuck in a start or a
+        # reload that waits on a frozen store, and the process must still exit in time.
+        if not stopped.is_set():
+            stopped.set()
+            hard_stop.append(_exit_in(EXIT_LIMIT))
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -216,9 +222,10 @@ def run_agent(config: Config, reload: Callable[[], Config] | None = None) -> int
     finally:
         notifier.stopping()
         log.info("agent.stopping")
-        hard_stop = _exit_in(EXIT_LIMIT)
+        if not hard_stop:  # an exception, not a signal, ended the loop
+            hard_stop.append(_exit_in(EXIT_LIMIT))
         agent.stop()
-        hard_stop.cancel()
+        hard_stop[0].cancel()
         notifier.stop_watchdog()
     return 0
 
