@@ -124,27 +124,33 @@ store = "sqlite:///{workdir / 'grants.db'}"
 rate = {rate:g}
 verify_interval = 3600
 """)
+    with run_agent(config, workdir, port) as agent:
+        yield agent
+
+
+@contextmanager
+def run_agent(config: Path, workdir: Path, port: int, *, ready_within: float = 60) -> Iterator[AgentProcess]:
+    """``entragate run`` on ``config`` (listening on ``port``), once ``/readyz`` says 200;
+    stopped with SIGTERM afterwards. Its log goes to ``workdir/agent.log``."""
     log = (workdir / "agent.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "entragate", "--config", str(config), "run"], stdout=log, stderr=log
     )
     agent = AgentProcess(process, f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             try:
-                if requests.get(f"{agent.url}/readyz", headers=auth(), timeout=1).status_code == 200:
-                    break
+                return requests.get(f"{agent.url}/readyz", headers=auth(), timeout=1).status_code == 200
             except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        else:
+                return False
+
+        if not wait_until(ready, ready_within, step=0.1):
             raise RuntimeError(f"the agent did not become ready; see {workdir / 'agent.log'}")
         yield agent
     finally:
         process.terminate()
         try:
-            process.wait(15)
+            process.wait(20)
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()

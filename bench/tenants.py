@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,17 +24,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from common import (
     SECRET,
     TOKEN,
     AgentProcess,
     Job,
-    auth,
     emit,
     free_port,
     percentile,
+    run_agent,
     run_load,
     scattered,
     wait_until,
@@ -80,27 +77,8 @@ def agent(emu: Emulator, apps: list[Any], workdir: Path, failing: dict[int, str]
         config = workdir / "entragate.toml"
         config.write_text("\n".join(lines))
         config.chmod(0o600)
-        log = (workdir / "agent.log").open("ab")
-        process = subprocess.Popen([sys.executable, "-m", "entragate", "--config", str(config), "run"],
-                                   stdout=log, stderr=log)
-        stack.callback(log.close)
-        running = AgentProcess(process, f"http://127.0.0.1:{port}")
-        try:
-            def ready() -> bool:
-                try:
-                    return requests.get(f"{running.url}/readyz", headers=auth(), timeout=1).status_code == 200
-                except requests.RequestException:
-                    return False
-
-            if not wait_until(ready, 90):
-                raise RuntimeError(f"the agent did not become ready; see {workdir / 'agent.log'}")
+        with run_agent(config, workdir, port, ready_within=90) as running:
             yield running
-        finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def run(tenants: int, grants: int, failing: dict[int, str], latency: float) -> dict[str, Any]:

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import requests
 
 from entragate.emulator import Emulator
 from entragate.grants.postgres_lease import PostgresWriterLease
 from tests.helpers.agents import (
     TAKEOVER_TIMEOUT,
+    grant_through,
     measured,
     owners,
     pg_agent,
@@ -96,7 +96,6 @@ def test_sigstop_of_the_writer_process_hands_over_and_it_writes_nothing_after(
 ) -> None:
     token = "fencing-agent-token-0123456789abcdef"
     log = tmp_path / "agent.log"
-    headers = {"Authorization": f"Bearer {token}"}
     process, url = start_agent_process(
         emu, app, pg_url, tmp_path, token, log, agent_lines=f"lease_timeout = {LEASE_TIMEOUT:g}"
     )
@@ -105,10 +104,7 @@ def test_sigstop_of_the_writer_process_hands_over_and_it_writes_nothing_after(
         assert wait_for(lambda: process_status(url, token).get("ready") is True, TAKEOVER_TIMEOUT)
         b.agent.start()
         assert wait_for(lambda: b.agent.engine.status()["role"] == "standby")
-        answer = requests.post(
-            f"{url}/v1/grants", headers=headers, timeout=10,
-            json={"acl": "staff", "ip": "81.2.69.142", "user": "alice", "ttl": 3600},
-        )
+        answer = grant_through(url, token, "81.2.69.142", "alice")
         assert answer.status_code == 201, answer.text
         b.grant("81.2.69.143", "bob")
         assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32", "81.2.69.143/32"})
@@ -123,10 +119,7 @@ def test_sigstop_of_the_writer_process_hands_over_and_it_writes_nothing_after(
 
         os.kill(process.pid, signal.SIGCONT)
         assert wait_for(lambda: process_status(url, token).get("writer") is False, TAKEOVER_TIMEOUT)
-        answer = requests.post(  # the resumed agent serves the API as a standby
-            f"{url}/v1/grants", headers=headers, timeout=10,
-            json={"acl": "staff", "ip": "81.2.69.150", "user": "frank", "ttl": 3600},
-        )
+        answer = grant_through(url, token, "81.2.69.150", "frank")  # the resumed one: a standby
         assert answer.status_code == 201, answer.text
         wanted |= {"81.2.69.150/32"}
         assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == wanted)

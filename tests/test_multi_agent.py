@@ -18,7 +18,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import requests
 
 from entragate.agent import Agent, sync_once
 from entragate.agent_client import AgentError
@@ -30,6 +29,7 @@ from entragate.grants.sqlite import LocalWriterLease, lock_file_for
 from tests.helpers.agents import (
     TAKEOVER_TIMEOUT,
     Tagged,
+    grant_through,
     measured,
     owners,
     pg_agent,
@@ -162,7 +162,6 @@ def test_kill_9_of_the_writer_process_hands_over(
 ) -> None:
     token = "multi-agent-token-0123456789abcdef"
     log = tmp_path / "agent.log"
-    headers = {"Authorization": f"Bearer {token}"}
     process, url = start_agent_process(emu, app, pg_url, tmp_path, token, log)
     b: Tagged | None = None
     try:
@@ -174,12 +173,7 @@ def test_kill_9_of_the_writer_process_hands_over(
         b = pg_agent(emu, app, pg_url, "b")
         b.agent.start()
         assert wait_for(lambda: b is not None and b.agent.engine.status()["role"] == "standby")
-        response = requests.post(
-            f"{url}/v1/grants",
-            json={"acl": "staff", "ip": "81.2.69.142", "user": "alice", "ttl": 3600},
-            headers=headers,
-            timeout=10,
-        )
+        response = grant_through(url, token, "81.2.69.142", "alice")
         assert response.status_code == 201, response.text
         b.grant("81.2.69.143", "bob")
         assert wait_for(lambda: remote_ranges(emu, app.tenant_id) == {"81.2.69.142/32", "81.2.69.143/32"})

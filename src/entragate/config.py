@@ -28,6 +28,7 @@ from entragate.tenants import (
     GUID,
     IDENTITY_FIELDS,
     TenantConfig,
+    TenantIdentity,
     parse_tenant,
     parse_tenant_tables,
     serving_tenants,
@@ -85,20 +86,10 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
-class Config:
-    tenant_id: str = ""
-    client_id: str = ""
-    client_secret: Secret | None = None
-    client_certificate: Path | None = None
-    client_certificate_password: Secret | None = None
-    cloud: str = "global"
-    login_host: str = CLOUDS["global"].login_host
-    graph_host: str = CLOUDS["global"].graph_host
-    ca_bundle: Path | None = None
-    ca_bundle_origin: str | None = None
-    expected_roots: Path | None = None
-    proxy: str | None = None
-    connect_to: tuple[ConnectTo, ...] = ()
+class Config(TenantIdentity):
+    """The whole configuration; its identity fields (``TenantIdentity``) are the default
+    tenant's (docs/design.md#tenants)."""
+
     timeout: float = 10.0
     acls: dict[str, AclConfig] = field(default_factory=dict)
     agent: AgentConfig = field(default_factory=AgentConfig)

@@ -36,19 +36,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _TENANT_KEYS = table_keys("tenant")
 
-#: The fields a TenantConfig shares, by name, with Config's top-level fields.
-IDENTITY_FIELDS = (
-    "tenant_id", "client_id", "client_secret", "client_certificate", "client_certificate_password",
-    "cloud", "login_host", "graph_host", "ca_bundle", "ca_bundle_origin", "expected_roots",
-    "proxy", "connect_to",
-)
-
-
 @dataclass(frozen=True)
-class TenantConfig:
-    """One tenant: who the agent is there, and how it reaches Microsoft."""
+class TenantIdentity:
+    """Who the agent is in one tenant, and how it reaches Microsoft: the top-level fields
+    of ``Config`` (the default tenant) and each ``[tenant.NAME]`` table, defined once."""
 
-    name: str = DEFAULT_TENANT
     tenant_id: str = ""
     client_id: str = ""
     client_secret: Secret | None = None
@@ -62,6 +54,17 @@ class TenantConfig:
     expected_roots: Path | None = None
     proxy: str | None = None
     connect_to: tuple[ConnectTo, ...] = ()
+
+
+#: The fields a TenantConfig shares, by name, with Config's top-level fields.
+IDENTITY_FIELDS = tuple(f.name for f in dataclasses.fields(TenantIdentity))
+
+
+@dataclass(frozen=True)
+class TenantConfig(TenantIdentity):
+    """One tenant: its name, who the agent is there and how it reaches Microsoft."""
+
+    name: str = DEFAULT_TENANT
     #: Graph requests per second for this tenant (Microsoft's budget is per tenant).
     rate: float = 1.0
 

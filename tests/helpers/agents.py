@@ -128,3 +128,11 @@ def process_status(url: str, token: str) -> dict[str, Any]:
     except (requests.RequestException, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def grant_through(url: str, token: str, ip: str, user: str) -> requests.Response:
+    """``POST /v1/grants`` to an agent process: an hour for ``user`` at ``ip`` in ``staff``."""
+    return requests.post(
+        f"{url}/v1/grants", headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        json={"acl": "staff", "ip": ip, "user": user, "ttl": 3600},
+    )

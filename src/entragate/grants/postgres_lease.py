@@ -83,6 +83,7 @@ class PostgresWriterLease(WriterLease):
         self._lock = threading.Lock()
         self._beating: threading.Thread | None = None
         self._probe_due = False
+        self._renewed_at = 0.0  # monotonic time of the last successful renewal
         self._why = "another agent holds the writer lease"
         self._lock_params = {"hi": (self.key >> 32) & 0xFFFFFFFF, "lo": self.key & 0xFFFFFFFF}
 
@@ -145,7 +146,7 @@ class PostgresWriterLease(WriterLease):
 
     def try_acquire(self) -> bool:
         with self._lock:
-            self.fenced = None
+            self.fenced, self._why = None, ""  # why_not() says "another agent holds it" unless set
             if self._held:
                 if self._renew():
                     return True
@@ -168,8 +169,6 @@ class PostgresWriterLease(WriterLease):
             self._held = got
             if got:
                 self._start_heartbeat()
-            elif not self._why.startswith("the writer "):
-                self._why = f"another agent holds advisory lock {self.key} on {redact(self.url)}"
             return got
 
     def _lock_once(self, conn: psycopg.Connection[Any]) -> bool:
@@ -202,7 +201,6 @@ class PostgresWriterLease(WriterLease):
             return False  # a holder without a heartbeat row (an older release): no evidence
         pid, holder, term, age, holds_lock = row
         if not holds_lock or age <= self.timeout:
-            self._why = ""
             return False
         try:
             ended = conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()
@@ -238,7 +236,10 @@ class PostgresWriterLease(WriterLease):
             ).fetchone()
         except psycopg.Error:
             return False
-        return row is not None
+        if row is None:
+            return False
+        self._renewed_at = time.monotonic()
+        return True
 
     def _start_heartbeat(self) -> None:
         if self._beating is None or not self._beating.is_alive():
@@ -252,7 +253,10 @@ class PostgresWriterLease(WriterLease):
         while True:
             time.sleep(self.heartbeat_interval)
             with self._lock:
-                if self._held and not self._renew():
+                # The writer's own checks renew too (before each write, each second while
+                # idle): beat only when none did within the interval.
+                fresh = time.monotonic() - self._renewed_at < self.heartbeat_interval
+                if self._held and not fresh and not self._renew():
                     self._lost()
                 if not self._held:
                     self._beating = None

@@ -155,6 +155,7 @@ class WriterRole:
             self.log.info("writer.released", lease=self.lease.describe())
 
     def _lose(self, reason: str) -> None:
+        assert self.lease is not None
         with self._lock:
             if not self.writer:
                 return
@@ -162,13 +163,11 @@ class WriterRole:
             self.fresh = False
             # Lost while its source answers: another agent holds it (or will within a
             # second). Lost while it does not: nobody is known to write (docs/design.md#outages).
-            assert self.lease is not None
             self.in_doubt = not self.lease.reachable
             self._forget_remote()
         # A flapping connection should not win the lease straight back: standbys retry
         # every ``standby_retry``, so a healthy one takes over first.
         self._retry_lease_after = time.monotonic() + 3 * self.standby_retry
-        assert self.lease is not None
         with contextlib.suppress(Exception):
             self.lease.release()  # close the session: never keep a lock we no longer trust
         self._set_writer_metric()
