@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(ways) - set(FAILURES))
     if unknown:
         parser.error(f"--failures: unknown {', '.join(unknown)} (choose from {', '.join(FAILURES)})")
+    if len(ways) >= args.tenants:
+        parser.error(f"--tenants {args.tenants}: at least one more than the {len(ways)} failing")
     failing = {args.tenants - 1 - k: how for k, how in enumerate(ways)}
     report: dict[str, Any] = {
         "all_healthy": median_run(args.repeat, args.tenants, args.grants, {}, args.latency),
